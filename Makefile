@@ -1,0 +1,40 @@
+# The two commands: `make run` (embedded stack) and `make test` (the whole suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: run test lint system-deps bench clean
+
+# torch 2.13.0 first: the CPU build (a bare `torch` would pull a multi-GB CUDA build).
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip check
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/astrostream up
+
+# docker-compose validates compose.yaml and promtool the Prometheus config (no engine needed).
+system-deps:
+	@command -v docker-compose >/dev/null && command -v promtool >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends docker-compose prometheus >/dev/null; }
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: $(STAMP) system-deps lint
+	$(VENV)/bin/pytest -q -ra
+
+bench: $(STAMP)
+	$(VENV)/bin/astrostream bench pipeline
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

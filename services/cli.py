@@ -1,0 +1,218 @@
+"""The ``astrostream`` command line: run the stack, publish papers, query a running API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from services.errors import AstrostreamError
+from services.settings import ROLES, Settings, load_settings
+
+log = logging.getLogger("astrostream")
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except AstrostreamError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="astrostream")
+def cli() -> None:
+    """astrostream: embed the astro-ph literature as it streams by, search it, get alerts."""
+
+
+def run_worker(settings: Settings) -> None:
+    """Load the model, open Qdrant and run a Faust worker until SIGINT/SIGTERM."""
+    import faust
+
+    from services.app import create_app
+
+    setup_logging(settings.log_level)
+    try:
+        app, _ = create_app(settings)
+    except AstrostreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+
+
+@cli.command()
+@click.option("--roles", help=f"Comma-separated roles ({','.join(ROLES)}); default all.")
+def up(roles: str | None) -> None:
+    """Run the embedded stack: local broker (unless ASTRO_KAFKA_URL), local Qdrant, worker, API."""
+    from services.broker import BrokerError, EmbeddedBroker
+
+    settings = settings_or_exit(**({"roles": roles} if roles else {}))
+    broker = None
+    if settings.embedded_broker:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        broker = EmbeddedBroker(
+            settings.embedded_broker_port, log_path=settings.data_dir / "broker.log"
+        )
+        try:
+            broker.start()
+        except BrokerError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"embedded broker (Tansu) on {broker.bootstrap}", err=True)
+    click.echo(f"API on {settings.http_base} (try /ready, /stats, /search?q=...)", err=True)
+    try:
+        run_worker(settings)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+@cli.command()
+@click.option("--roles", help=f"Comma-separated roles ({','.join(ROLES)}); default ASTRO_ROLES.")
+def worker(roles: str | None) -> None:
+    """Run one worker process against ASTRO_KAFKA_URL (scale out by starting more)."""
+    run_worker(settings_or_exit(**({"roles": roles} if roles else {})))
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--limit", type=click.IntRange(min=1), help="Publish at most this many papers.")
+def publish(files: tuple[Path, ...], limit: int | None) -> None:
+    """Validate papers from JSONL(.gz) FILES, then produce them to the papers topic."""
+    from services.publisher import Publisher, read_papers_jsonl
+    from services.schemas import Paper
+
+    settings = settings_or_exit()
+    setup_logging("warning")
+    papers: list[Paper] = []
+    try:
+        for path in files:
+            papers.extend(read_papers_jsonl(path))
+    except AstrostreamError as exc:
+        raise click.ClickException(f"nothing published: {exc}") from None
+    papers = papers[:limit] if limit else papers
+
+    async def go() -> int:
+        async with Publisher(settings) as publisher:
+            sent = 0
+            with click.progressbar(length=len(papers), label="publishing", file=sys.stderr) as bar:
+                for start in range(0, len(papers), 500):
+                    chunk = papers[start : start + 500]
+                    sent += await publisher.publish_papers(chunk)
+                    bar.update(len(chunk))
+            return sent
+
+    try:
+        sent = asyncio.run(go())
+    except AstrostreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"published {sent} papers to {settings.topic_papers}")
+
+
+def api_request(
+    settings: Settings,
+    method: str,
+    path: str,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    """Call the running API; raise a ClickException with its JSON error message."""
+    query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
+    url = f"{settings.http_base}{path}" + (f"?{query}" if query else "")
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if settings.api_token is not None:
+        headers["Authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = response.read()
+            return json.loads(payload) if payload else None
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except (ValueError, AttributeError):
+            message = exc.reason
+        raise click.ClickException(f"{method} {path}: {exc.code} {message}") from None
+    except urllib.error.URLError as exc:
+        raise click.ClickException(
+            f"no API at {settings.http_base} ({exc.reason}); is `astrostream up` running? "
+            "(or set ASTRO_API_URL)"
+        ) from None
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--category", help="Only papers in this arXiv category, e.g. astro-ph.GA.")
+@click.option("--since", help="Only papers announced on or after this ISO date.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+def search(text: str, limit: int, category: str | None, since: str | None, as_json: bool) -> None:
+    """Search the indexed papers of a running stack for TEXT."""
+    settings = settings_or_exit()
+    answer = api_request(
+        settings,
+        "GET",
+        "/search",
+        params={"q": text, "limit": limit, "category": category, "since": since},
+    )
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    for rank, hit in enumerate(answer["results"], start=1):
+        click.echo(f"{rank:2d}. {hit['score']:.3f}  {hit['arxiv_id']}  {hit['title']}")
+        for sentence in hit["sentences"][:1]:
+            click.echo(f"      “{sentence['text'][:160]}”")
+    if not answer["results"]:
+        click.echo("no results")
+
+
+@cli.command()
+def stats() -> None:
+    """Print the counts of a running stack (papers, sentences, subscriptions)."""
+    click.echo(json.dumps(api_request(settings_or_exit(), "GET", "/stats"), indent=2))
+
+
+def _register_optional() -> None:
+    """Commands whose modules are optional extras of the package."""
+    for module, name in (
+        ("services.ingest.command", "ingest"),
+        ("services.subscribe", "subscribe"),
+        ("trainer.cli", "train"),
+        ("services.bench", "bench"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ImportError as exc:
+            if exc.name and exc.name.startswith(module.split(".")[0] + "."):
+                continue
+            raise
+        cli.add_command(getattr(mod, name))
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli(prog_name="astrostream")
+
+
+if __name__ == "__main__":
+    main()
