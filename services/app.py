@@ -139,14 +139,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
         fut = await deadletters.send(key=key, value=letter.model_dump_json().encode())
         await fut  # the record is acked only once the broker holds its dead letter
 
-    on_indexed = None
-    if "alerts" in settings.role_set:
-        try:
-            from services.alerts import install as install_alerts
-        except ImportError:  # the alerts module is optional at this stage
-            install_alerts = None
-        if install_alerts is not None:
-            on_indexed = install_alerts(app, runtime)
+    # Subscriptions and alerts: their views (api role) and the matcher hook (alerts role).
+    from services.alerts import install as install_alerts
+
+    on_indexed = install_alerts(app, runtime)
     pipeline = EmbedPipeline(settings, runtime.encoder, runtime.store, dead_letter, on_indexed)
     runtime.pipeline = pipeline  # type: ignore[attr-defined]
 

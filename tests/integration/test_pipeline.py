@@ -1,0 +1,271 @@
+"""End to end on real parts: Tansu broker → real worker process → local Qdrant → HTTP API."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import consume_all, paper_bytes, produce
+
+from services.broker import EmbeddedBroker
+from services.stack import WorkerProcess
+from services.text import sentences_for_embedding
+
+pytestmark = pytest.mark.integration
+
+
+def expected_sentences(records: list[dict[str, Any]]) -> int:
+    return sum(len(sentences_for_embedding(r["abstract"])) for r in records)
+
+
+def metric(worker: WorkerProcess, name: str) -> float:
+    """Sum of a metric's samples (all label sets) from /metrics."""
+    status, text = worker.get("/metrics")
+    assert status == 200
+    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", re.M)
+    return sum(float(v) for v in pattern.findall(text))
+
+
+@pytest.fixture(scope="module")
+def env(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("pipeline")
+    return {
+        "ASTRO_KAFKA_URL": broker.url,
+        "ASTRO_APP_ID": "astro-pipeline",
+        "ASTRO_TOPIC_PAPERS": "pipeline.papers",
+        "ASTRO_TOPIC_DEADLETTER": "pipeline.deadletter",
+        "ASTRO_TOPIC_ALERTS": "pipeline.alerts",
+        "ASTRO_TOPIC_MODELS": "pipeline.models",
+        "ASTRO_QDRANT_PATH": str(tmp / "qdrant"),
+        "ASTRO_DATA_DIR": str(tmp / "data"),
+        "ASTRO_ROLES": "embed,api",
+        "ASTRO_BATCH_WINDOW_MS": "100",
+    }
+
+
+@pytest.fixture(scope="module")
+def worker(
+    env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("pipeline-log") / "worker.log"
+    with WorkerProcess(env, log) as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def first100(sample_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sample_records[:100]
+
+
+@pytest.fixture(scope="module")
+def indexed(
+    worker: WorkerProcess,
+    broker: EmbeddedBroker,
+    env: dict[str, str],
+    first100: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Publish 100 real papers once for the module; wait until all are in Qdrant."""
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(r) for r in first100])
+    want = expected_sentences(first100)
+    return worker.wait_for(lambda s: s["papers"] == 100 and s["sentences"] >= want, timeout=240)
+
+
+def test_every_sentence_lands_exactly_once(
+    indexed: dict[str, Any], worker: WorkerProcess, first100: list[dict[str, Any]]
+) -> None:
+    assert indexed["papers"] == 100
+    assert indexed["sentences"] == expected_sentences(first100)
+    for record in first100[:5]:
+        status, paper = worker.get(f"/papers/{record['arxiv_id']}")
+        assert status == 200
+        want = sentences_for_embedding(record["abstract"])
+        assert [s["sentence_index"] for s in paper["sentences"]] == list(range(len(want)))
+        assert [s["text"] for s in paper["sentences"]] == [display for display, _ in want]
+        assert paper["title"] == record["title"]
+        assert paper["authors"] == record["authors"]
+        assert paper["categories"] == record["categories"]
+        assert paper["primary_category"] == record["categories"][0]
+        assert paper["published"] == record["announced"]
+        assert paper["model_version"] == "all-minilm-l6-v2"
+
+
+def test_republishing_changes_no_count(
+    indexed: dict[str, Any],
+    worker: WorkerProcess,
+    broker: EmbeddedBroker,
+    env: dict[str, str],
+    first100: list[dict[str, Any]],
+) -> None:
+    received = metric(worker, "astrostream_papers_received_total")
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(r) for r in first100])
+    worker.wait_for(
+        lambda _: metric(worker, "astrostream_papers_received_total") >= received + 100, timeout=60
+    )
+    status, stats = worker.get("/stats")
+    assert status == 200
+    assert (stats["papers"], stats["sentences"]) == (indexed["papers"], indexed["sentences"])
+    assert metric(worker, "astrostream_papers_skipped_total") >= 100
+
+
+def test_search_by_title_finds_the_paper(
+    indexed: dict[str, Any], worker: WorkerProcess, first100: list[dict[str, Any]]
+) -> None:
+    top1 = 0
+    for record in first100[:20]:
+        status, body = worker.request("GET", "/search?" + _q(record["title"]))
+        assert status == 200, body
+        ids = [r["arxiv_id"] for r in body["results"]]
+        assert record["arxiv_id"] in ids, (record["title"], ids)
+        top1 += ids[0] == record["arxiv_id"]
+        first = body["results"][0]
+        assert set(first) >= {"arxiv_id", "title", "score", "sentences"}
+    assert top1 >= 18
+
+
+def test_search_filters_and_similar(indexed: dict[str, Any], worker: WorkerProcess) -> None:
+    status, body = worker.request("GET", "/search?" + _q("galaxy clusters", category="astro-ph.CO"))
+    assert status == 200
+    assert body["results"]
+    assert all("astro-ph.CO" in r["categories"] for r in body["results"])
+    status, body = worker.request("GET", "/search?" + _q("galaxy clusters", since="2099-01-01"))
+    assert (status, body["results"]) == (200, [])
+    some = worker.get("/search?" + _q("dark matter halo"))[1]["results"][0]["arxiv_id"]
+    status, body = worker.get(f"/papers/{some}/similar?limit=5")
+    assert status == 200
+    assert 0 < len(body["results"]) <= 5
+    assert some not in [r["arxiv_id"] for r in body["results"]]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "needle"),
+    [
+        ("/search", 400, "q is required"),
+        ("/search?q=x&limit=0", 400, "limit must be between"),
+        ("/search?q=x&limit=abc", 400, "limit must be an integer"),
+        ("/search?q=x&since=yesterday", 400, "ISO date"),
+        ("/papers/9999.99999/similar", 404, "not indexed"),
+        ("/papers/not-an-id/similar", 400, "not an arXiv id"),
+    ],
+)
+def test_bad_requests_get_json_errors(
+    worker: WorkerProcess, path: str, status: int, needle: str
+) -> None:
+    got, body = worker.get(path)
+    assert got == status
+    assert needle in body["error"]
+
+
+def test_malformed_records_are_dead_lettered_and_stream_moves_on(
+    indexed: dict[str, Any],
+    worker: WorkerProcess,
+    broker: EmbeddedBroker,
+    env: dict[str, str],
+    sample_records: list[dict[str, Any]],
+) -> None:
+    good = sample_records[100]
+    huge = {**sample_records[101], "abstract": "Stars. " * 120_000}
+    bad = [
+        (b"k1", b"{not json"),
+        (b"k2", b"\xff\xfe\x00binary"),
+        (b"k3", json.dumps({"arxiv_id": "2501.00001", "title": "no abstract"}).encode()),
+        (b"k4", json.dumps({**good, "abstract": ""}).encode()),
+        paper_bytes(huge),
+    ]
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [*bad, paper_bytes(good)])
+    letters = consume_all(broker.bootstrap, env["ASTRO_TOPIC_DEADLETTER"], expect=len(bad))
+    reasons = {json.loads(m.value)["key"]: json.loads(m.value) for m in letters}
+    assert set(reasons) == {"k1", "k2", "k3", "k4", huge["arxiv_id"]}
+    assert "not JSON" in reasons["k1"]["error"]
+    assert "UTF-8" in reasons["k2"]["error"]
+    assert reasons["k2"]["value_encoding"] == "base64"
+    assert "abstract" in reasons["k3"]["error"]
+    assert "abstract" in reasons["k4"]["error"]
+    assert "ASTRO_MAX_ABSTRACT_CHARS" in reasons[huge["arxiv_id"]]["error"]
+    for letter in reasons.values():
+        assert letter["source_topic"] == env["ASTRO_TOPIC_PAPERS"]
+        assert letter["partition"] is not None and letter["offset"] is not None
+    worker.wait_for(lambda s: s["papers"] == indexed["papers"] + 1, timeout=60)
+    assert worker.get(f"/papers/{good['arxiv_id']}")[0] == 200
+    assert worker.get("/ready")[0] == 200
+
+
+def test_new_version_replaces_the_sentences(
+    indexed: dict[str, Any],
+    worker: WorkerProcess,
+    broker: EmbeddedBroker,
+    env: dict[str, str],
+    first100: list[dict[str, Any]],
+) -> None:
+    before = worker.get("/stats")[1]
+    v1 = first100[10]
+    extra = "We also release the full catalogue of spectroscopic redshifts to the community."
+    v2 = {**v1, "version": 2, "abstract": v1["abstract"].rstrip() + " " + extra}
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(v2)])
+    after = worker.wait_for(lambda s: s["sentences"] == before["sentences"] + 1, timeout=60)
+    assert after["papers"] == before["papers"]
+    paper = worker.get(f"/papers/{v1['arxiv_id']}")[1]
+    assert paper["version"] == 2
+    assert {s["version"] for s in paper["sentences"]} == {2}
+    assert paper["sentences"][-1]["text"] == extra
+    hits = worker.get("/search?" + _q(extra, limit="3"))[1]["results"]
+    assert hits[0]["arxiv_id"] == v1["arxiv_id"]
+
+    # A late re-delivery of v1 must not bring the old sentences back.
+    received = metric(worker, "astrostream_papers_received_total")
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(v1)])
+    worker.wait_for(
+        lambda _: metric(worker, "astrostream_papers_received_total") >= received + 1, timeout=60
+    )
+    paper = worker.get(f"/papers/{v1['arxiv_id']}")[1]
+    assert paper["version"] == 2
+    assert worker.get("/stats")[1]["sentences"] == after["sentences"]
+
+
+def test_metrics_move(indexed: dict[str, Any], worker: WorkerProcess) -> None:
+    assert metric(worker, "astrostream_papers_indexed_total") >= 100
+    assert metric(worker, "astrostream_sentences_indexed_total") >= indexed["sentences"]
+    assert metric(worker, "astrostream_end_to_end_lag_seconds_count") >= 100
+    assert metric(worker, "astrostream_stage_seconds_count") > 0
+    assert metric(worker, "astrostream_deadletters_total") >= 0
+    status, text = worker.get("/metrics")
+    assert "astrostream_model_info{" in text
+
+
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(
+    broker: EmbeddedBroker, tmp_path: Path, sample_records: list[dict[str, Any]]
+) -> None:
+    env = {
+        "ASTRO_KAFKA_URL": broker.url,
+        "ASTRO_APP_ID": "astro-kill",
+        "ASTRO_TOPIC_PAPERS": "kill.papers",
+        "ASTRO_TOPIC_DEADLETTER": "kill.deadletter",
+        "ASTRO_QDRANT_PATH": str(tmp_path / "qdrant"),
+        "ASTRO_DATA_DIR": str(tmp_path / "data"),
+        "ASTRO_ROLES": "embed,api",
+        "ASTRO_TAKE_MAX_PAPERS": "4",
+        "ASTRO_BATCH_WINDOW_MS": "50",
+    }
+    records = sample_records[:120]
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(r) for r in records])
+    first = WorkerProcess(env, tmp_path / "first.log").start()
+    try:
+        at_kill = first.wait_for(lambda s: s["papers"] >= 8, timeout=120)["papers"]
+        first.kill()
+    finally:
+        first.stop()
+    assert at_kill < len(records), "the worker finished before it could be killed mid-stream"
+    with WorkerProcess(env, tmp_path / "second.log") as second:
+        want = expected_sentences(records)
+        done = second.wait_for(lambda s: s["papers"] == len(records), timeout=240)
+        done = second.wait_for(lambda s: s["sentences"] >= want, timeout=30)
+        assert (done["papers"], done["sentences"]) == (len(records), want)
+
+
+def _q(text: str, **params: str) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({"q": text, **params})
