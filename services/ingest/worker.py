@@ -1,0 +1,78 @@
+"""The ``ingest`` role: the polling loop as a task of a worker process (or of the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from services.errors import DependencyUnavailable
+from services.ingest.poller import API_PAGE_SIZE, Source, run_forever
+from services.publisher import Publisher
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BROKER_RETRY_S = 5.0
+
+
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    source: Source = "api",
+    page_size: int = API_PAGE_SIZE,
+) -> None:
+    """Open a publisher (waiting for the broker as long as it takes) and poll until ``stop``.
+
+    This is the whole role: a worker runs it as a task, ``astrostream ingest`` runs it in the
+    foreground.
+    """
+    while not stop.is_set():
+        publisher = Publisher(settings)
+        try:
+            await publisher.start()
+        except DependencyUnavailable as exc:
+            log.warning("ingest: %s; retrying in %.0fs", exc, BROKER_RETRY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=BROKER_RETRY_S)
+            continue
+        try:
+            await run_forever(settings, publisher, stop, source=source, page_size=page_size)
+        finally:
+            await publisher.stop()
+
+
+def install(app: Any, runtime: Any) -> None:
+    """Run the ingest role inside a Faust worker (``services.app.create_app`` calls this).
+
+    Run the role in one process per deployment: each ingest process keeps its own state file,
+    so two of them would publish every paper twice (harmless downstream, where writes are
+    idempotent, but wasteful). A readiness check reports the loop if it ever dies.
+    """
+    settings: Settings = runtime.settings
+    stop = asyncio.Event()
+    failure: list[str] = []
+
+    @app.task
+    async def ingest() -> None:
+        try:
+            await serve(settings, stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failure.append(f"{type(exc).__name__}: {exc}")
+            log.exception("the ingest loop stopped")
+            raise
+
+    @app.on_before_shutdown.connect  # type: ignore[misc]
+    async def _stop_ingest(sender: Any, **kwargs: Any) -> None:
+        stop.set()
+
+    async def check() -> str | None:
+        return f"ingest loop stopped ({failure[-1]})" if failure else None
+
+    extra_checks = getattr(runtime, "extra_checks", None)
+    if isinstance(extra_checks, dict):
+        extra_checks["ingest"] = check

@@ -1,0 +1,36 @@
+"""The ingest role's hook into a Faust worker, and the metrics it exports."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import faust
+from prometheus_client import REGISTRY, generate_latest
+
+import services.ingest.metrics  # noqa: F401 - registers the metrics
+from services.ingest.worker import install
+from services.settings import Settings
+
+
+def test_install_registers_a_task_and_a_readiness_check(settings: Settings) -> None:
+    app = faust.App("ingest-install-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+    runtime = SimpleNamespace(settings=settings, extra_checks={})
+    tasks_before = len(app._app_tasks)
+    install(app, runtime)
+    assert len(app._app_tasks) == tasks_before + 1
+    assert asyncio.run(runtime.extra_checks["ingest"]()) is None
+
+
+def test_metric_names() -> None:
+    text = generate_latest(REGISTRY).decode()
+    for name in (
+        "astrostream_ingest_requests_total",
+        "astrostream_ingest_papers_published_total",
+        "astrostream_ingest_duplicates_skipped_total",
+        "astrostream_ingest_records_skipped_total",
+        "astrostream_ingest_malformed_pages_total",
+        "astrostream_ingest_last_success_timestamp_seconds",
+        "astrostream_ingest_backoff_seconds_total",
+    ):
+        assert f"# TYPE {name.removesuffix('_total')}" in text, name
