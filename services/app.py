@@ -15,7 +15,7 @@ from faust.web import Request, Response, View
 from services import metrics
 from services.api import Api, ApiError
 from services.broker import port_open
-from services.embedder import EmbedPipeline, RawRecord
+from services.embedder import EmbedPipeline, Prepared, RawRecord
 from services.encoder import Encoder, derive_model_version
 from services.errors import AstrostreamError, DependencyUnavailable, NotFound
 from services.schemas import DeadLetter
@@ -160,23 +160,30 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
             batches = stream.noack_take(  # type: ignore[attr-defined]
                 settings.take_max_papers, within=window
             )
+            committing: asyncio.Future[None] | None = None
+
+            async def commit(prepared: Prepared, events: list[Any]) -> None:
+                await pipeline.commit(prepared)
+                for event in events:  # acked only once Qdrant has acknowledged the batch
+                    await stream.ack(event)
+
+            # Two batches in flight: batch N+1 is decoded and encoded while batch N is
+            # written to Qdrant (the encoder and Qdrant each have their own thread).
             async for events in batches:
                 records = [_raw(event) for event in events]
-                await pipeline.process(records)
-                for event in events:
-                    await stream.ack(event)
+                prepared = await pipeline.prepare(records, earlier=committing)
+                if committing is not None:
+                    await committing
+                committing = asyncio.ensure_future(commit(prepared, list(events)))
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             runtime.assigned = True
 
     if "ingest" in settings.role_set:
-        try:
-            from services.ingest.worker import install as install_ingest
-        except ImportError:
-            install_ingest = None
-        if install_ingest is not None:
-            install_ingest(app, runtime)
+        from services.ingest.worker import install as install_ingest
+
+        install_ingest(app, runtime)
 
     register_views(app, runtime)
     return app, runtime

@@ -62,6 +62,27 @@ class BatchResult:
     sentences: int = 0
 
 
+@dataclass
+class Plans:
+    """Encoded papers of a batch, waiting to be written."""
+
+    plans: list[tuple[RawRecord, Paper, list[tuple[str, str]], str]]
+    vectors: np.ndarray
+    existing: dict[str, Any]
+
+
+@dataclass
+class Prepared:
+    """A batch between :meth:`EmbedPipeline.prepare` and :meth:`EmbedPipeline.commit`."""
+
+    started: float
+    size: int
+    result: BatchResult = field(default_factory=BatchResult)
+    items: list[tuple[RawRecord, Paper]] = field(default_factory=list)
+    plans: Plans | None = None
+    failed: bool = False
+
+
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
 IndexedHook = Callable[[list[IndexedPaper]], Awaitable[None]]
 
@@ -166,48 +187,91 @@ class EmbedPipeline:
         self.dead_letter = dead_letter
         self.on_indexed = on_indexed
         self.max_backoff_s = 30.0
+        self._committing: set[str] = set()
 
     async def process(self, records: Sequence[RawRecord]) -> BatchResult:
         """Index a micro-batch. Returns only when every good record is in Qdrant."""
+        return await self.commit(await self.prepare(records))
+
+    async def prepare(
+        self, records: Sequence[RawRecord], *, earlier: asyncio.Future[Any] | None = None
+    ) -> Prepared:
+        """First half of a batch: decode, dead-letter, look up, split and encode.
+
+        Args:
+            records: the micro-batch.
+            earlier: the previous batch's commit, still running. If this batch touches
+                one of its papers, wait for it, so the version lookup sees its writes.
+        """
         started = time.perf_counter()
-        result = BatchResult()
+        prepared = Prepared(started=started, size=len(records))
         metrics.PAPERS_RECEIVED.inc(len(records))
         good: list[tuple[RawRecord, Paper]] = []
         for record in records:
             try:
                 good.append((record, decode_record(record, self.settings)))
             except BadRecord as exc:
-                await self._dead(record, "decode", exc.reason, result)
+                await self._dead(record, "decode", exc.reason, prepared.result)
         metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
         todo = latest_per_paper(good)
-        result.skipped += len(good) - len(todo)
+        prepared.result.skipped += len(good) - len(todo)
         metrics.PAPERS_SKIPPED.labels("superseded").inc(len(good) - len(todo))
+        ids = {paper.arxiv_id for _, paper in todo}
+        if earlier is not None and not earlier.done() and ids & self._committing:
+            await asyncio.wait([earlier])
+        prepared.items = todo
         if todo:
             try:
-                await self._index(todo, result)
+                prepared.plans = await self._plan(todo, prepared.result)
             except (DependencyUnavailable, asyncio.CancelledError):
                 raise
             except Exception:
-                # One poison record must not block the partition nor sink the batch:
-                # redo the batch paper by paper, dead-lettering whichever still fails.
                 log.exception(
-                    "batch of %d failed; retrying paper by paper (%s…)", len(todo), todo[0][0].where
+                    "preparing a batch of %d failed; will go paper by paper (%s…)",
+                    len(todo),
+                    todo[0][0].where,
                 )
-                for item in todo:
-                    try:
-                        await self._index([item], result)
-                    except (DependencyUnavailable, asyncio.CancelledError):
-                        raise
-                    except Exception as exc:
-                        metrics.ERRORS.labels("embed", type(exc).__name__).inc()
-                        await self._dead(item[0], "embed", f"{type(exc).__name__}: {exc}", result)
-        metrics.BATCH_PAPERS.observe(len(records))
-        metrics.STAGE_SECONDS.labels("total").observe(time.perf_counter() - started)
+                prepared.failed = True
+        self._committing = ids
+        return prepared
+
+    async def commit(self, prepared: Prepared) -> BatchResult:
+        """Second half: write to Qdrant, run the hook, write paper points, count."""
+        result = prepared.result
+        if prepared.plans is not None and not prepared.failed:
+            try:
+                await self._write(prepared.plans, result)
+            except (DependencyUnavailable, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception(
+                    "writing a batch of %d failed; retrying paper by paper (%s…)",
+                    len(prepared.items),
+                    prepared.items[0][0].where,
+                )
+                prepared.failed = True
+        if prepared.failed:
+            # One poison record must not block the partition nor sink the batch:
+            # redo the batch paper by paper, dead-lettering whichever still fails.
+            for item in prepared.items:
+                try:
+                    plans = await self._plan([item], result)
+                    if plans is not None:
+                        await self._write(plans, result)
+                except (DependencyUnavailable, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    metrics.ERRORS.labels("embed", type(exc).__name__).inc()
+                    await self._dead(item[0], "embed", f"{type(exc).__name__}: {exc}", result)
+        metrics.BATCH_PAPERS.observe(prepared.size)
+        metrics.STAGE_SECONDS.labels("total").observe(time.perf_counter() - prepared.started)
         return result
 
-    async def _index(self, items: list[tuple[RawRecord, Paper]], result: BatchResult) -> None:
+    async def _plan(
+        self, items: list[tuple[RawRecord, Paper]], result: BatchResult
+    ) -> Plans | None:
+        """Skip stale and unchanged papers, split the rest and encode every text in one call."""
         store = self.store
-        version = store.model_version
         existing = await self.retry(
             "lookup", items[0][0], store.papers_by_id, [p.arxiv_id for _, p in items]
         )
@@ -238,8 +302,7 @@ class EmbedPipeline:
                 continue
             plans.append((record, paper, sentences, digest))
         if not plans:
-            return
-
+            return None
         texts: list[str] = []
         for _, paper, sentences, _ in plans:
             texts.append(normalise(paper.title))
@@ -248,13 +311,18 @@ class EmbedPipeline:
         vectors = await self.encoder.aencode(texts)
         metrics.STAGE_SECONDS.labels("encode").observe(time.perf_counter() - t0)
         metrics.BATCH_SENTENCES.observe(len(texts))
+        return Plans(plans, vectors, existing)
 
+    async def _write(self, planned: Plans, result: BatchResult) -> None:
+        store = self.store
+        version = store.model_version
+        vectors, existing = planned.vectors, planned.existing
         ids: list[str] = []
         payloads: list[dict[str, Any]] = []
         rows: list[int] = []
         indexed: list[IndexedPaper] = []
         row = 0
-        for record, paper, sentences, digest in plans:
+        for record, paper, sentences, digest in planned.plans:
             title_row, row = row, row + 1
             first = row
             for index, (display, _) in enumerate(sentences):
@@ -279,7 +347,7 @@ class EmbedPipeline:
             )
 
         t0 = time.perf_counter()
-        where = plans[0][0]
+        where = planned.plans[0][0]
         await self.retry(
             "upsert", where, store.upsert, store.sentences, ids, vectors[rows], payloads
         )

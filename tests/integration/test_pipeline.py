@@ -249,7 +249,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
         "ASTRO_TAKE_MAX_PAPERS": "4",
         "ASTRO_BATCH_WINDOW_MS": "50",
     }
-    records = sample_records[:120]
+    records = sample_records[:60]
     produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(r) for r in records])
     first = WorkerProcess(env, tmp_path / "first.log").start()
     try:
