@@ -25,9 +25,12 @@ class Settings(BaseSettings):
 
     # Kafka
     kafka_url: str | None = Field(
-        None, description="Kafka bootstrap servers, e.g. kafka://broker:9092. Unset: embedded Tansu."
+        None,
+        description="Kafka bootstrap servers, e.g. kafka://broker:9092. Unset: embedded Tansu.",
     )
-    embedded_broker_port: int = Field(9092, ge=1, le=65535, description="Port of the embedded broker.")
+    embedded_broker_port: int = Field(
+        9092, ge=1, le=65535, description="Port of the embedded broker."
+    )
     app_id: str = Field("astrostream", description="Faust app id = Kafka consumer group.")
     topic_papers: str = Field("astro.papers", description="Topic of incoming papers.")
     topic_alerts: str = Field("astro.alerts", description="Topic of similarity alerts.")
@@ -73,7 +76,8 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="API port.")
     api_token: SecretStr | None = Field(None, description="Bearer token for write endpoints.")
     api_url: str | None = Field(
-        None, description="Where CLI commands reach a running API. Default: http://web_host:web_port."
+        None,
+        description="Where CLI commands reach a running API. Default: http://web_host:web_port.",
     )
 
     # Process
@@ -88,6 +92,10 @@ class Settings(BaseSettings):
     categories: str = Field(DEFAULT_CATEGORIES, description="Comma-separated arXiv categories.")
     ingest_min_interval_s: float = Field(3.0, ge=0, description="Min seconds between requests.")
     ingest_poll_interval_s: float = Field(900.0, gt=0, description="Seconds between light polls.")
+    ingest_contact: str | None = Field(
+        None, description="Contact (mailto) in the User-Agent, as arXiv asks of harvesters."
+    )
+    ingest_user_agent: str | None = Field(None, description="Override the whole User-Agent.")
 
     @field_validator("roles")
     @classmethod

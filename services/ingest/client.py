@@ -153,10 +153,10 @@ class PoliteClient:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> PoliteClient:
         """A client spaced by ``ASTRO_INGEST_MIN_INTERVAL_S``; keyword overrides win."""
-        contact = getattr(settings, "ingest_contact", None)
+        contact = settings.ingest_contact
         options: dict[str, object] = {
             "min_interval_s": settings.ingest_min_interval_s,
-            "user_agent": getattr(settings, "ingest_user_agent", None)
+            "user_agent": settings.ingest_user_agent
             or default_user_agent(contact),
         }
         options.update(overrides)
