@@ -160,3 +160,30 @@ def load_settings(**overrides: object) -> Settings:
 @functools.cache
 def get_settings() -> Settings:
     return load_settings()
+
+
+def markdown_table() -> str:
+    """The configuration table of the README, generated from :class:`Settings`."""
+    rows = ["| variable | default | description |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "*(unset)*" if default is None else f"`{default}`"
+        rows.append(f"| `ASTRO_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+def write_readme_table(readme: Path) -> None:
+    """Replace the block between the settings markers of ``readme`` with the table."""
+    begin, end = "<!-- settings:begin -->\n", "\n<!-- settings:end -->"
+    text = readme.read_text()
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    readme.write_text(text[:start] + markdown_table() + text[stop:])
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        write_readme_table(Path(sys.argv[2] if len(sys.argv) > 2 else "README.md"))
+    else:
+        print(markdown_table())
