@@ -18,7 +18,8 @@ from services.broker import port_open
 from services.embedder import EmbedPipeline, Prepared, RawRecord
 from services.encoder import Encoder, derive_model_version
 from services.errors import AstrostreamError, DependencyUnavailable, NotFound
-from services.schemas import DeadLetter
+from services.rollout import Rollout, model_path, version_of
+from services.schemas import DeadLetter, ModelUpdate
 from services.settings import Settings
 from services.vectorstore import VectorStore
 
@@ -36,6 +37,28 @@ class Runtime:
         self.assigned = False
         self.started_at = time.time()
         self.extra_checks: dict[str, Callable[[], Awaitable[str | None]]] = {}
+        self.pipeline: EmbedPipeline
+        self.rollout: Rollout
+
+    def swap_pipeline(self, encoder: Encoder, store: VectorStore) -> None:
+        """Send newly arriving papers to another model's collections (rollout step)."""
+        pipeline = self.pipeline
+        pipeline.encoder, pipeline.store = encoder, store
+
+    def swap_api(self, encoder: Encoder, store: VectorStore) -> Encoder:
+        """Serve reads from another model's collections; returns the encoder it replaced."""
+        previous = self.encoder
+        self.encoder, self.store = encoder, store
+        self.api.encoder, self.api.store = encoder, store
+        metrics.MODEL.info(
+            {
+                "model": str(encoder.name),
+                "version": store.model_version,
+                "device": encoder.device,
+                "dim": str(encoder.dim),
+            }
+        )
+        return previous
 
     @classmethod
     def load(cls, settings: Settings) -> Runtime:
@@ -144,7 +167,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
 
     on_indexed = install_alerts(app, runtime)
     pipeline = EmbedPipeline(settings, runtime.encoder, runtime.store, dead_letter, on_indexed)
-    runtime.pipeline = pipeline  # type: ignore[attr-defined]
+    runtime.pipeline = pipeline
+    runtime.rollout = Rollout(runtime)
 
     if "embed" in settings.role_set:
         papers = app.topic(
@@ -179,6 +203,40 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             runtime.assigned = True
+
+        models = app.topic(settings.topic_models, key_serializer="raw", value_serializer="raw")
+
+        @app.agent(models, name="models")
+        async def on_model(stream: faust.StreamT[Any]) -> None:
+            async for event in stream.events():
+                try:
+                    update = ModelUpdate.model_validate_json(event.message.value)
+                except ValueError as exc:
+                    log.warning("ignoring bad ModelUpdate (%s): %s", _raw(event).where, exc)
+                    continue
+                try:
+                    await runtime.rollout.run(update)
+                except Exception:
+                    log.exception(
+                        "rollout to %s failed (%s); still serving %s",
+                        update.version,
+                        _raw(event).where,
+                        runtime.store.model_version,
+                    )
+
+        @app.timer(interval=10.0)
+        async def follow_alias() -> None:
+            """Other workers follow a rollout done by the one that got the ModelUpdate."""
+            store = runtime.store
+            aliases = await store.run(store.aliases)
+            live = version_of(aliases.get(store.alias("papers")))
+            if live is None or live == store.model_version or runtime.rollout.lock.locked():
+                return
+            path = await store.run(model_path, store, live)
+            if path is None:
+                return
+            log.info("alias moved to %s: loading %s", live, path)
+            await runtime.rollout.run(ModelUpdate(name=live, version=live, path=path))
 
     if "ingest" in settings.role_set:
         from services.ingest.worker import install as install_ingest

@@ -89,15 +89,32 @@ class VectorStore:
     which also keeps local mode single-threaded).
     """
 
-    def __init__(self, settings: Settings, dim: int, model_version: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dim: int,
+        model_version: str,
+        *,
+        client: QdrantClient | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
         self.settings = settings
         self.dim = dim
         self.model_version = model_version
-        self.client = open_client(settings)
+        self.client = client or open_client(settings)
         # Local mode ignores payload indexes (a server uses them); creating them keeps both
         # code paths identical, so silence local mode's reminder.
         warnings.filterwarnings("ignore", message="Payload indexes have no effect")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant")
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant")
+
+    def sibling(self, model_version: str, dim: int) -> VectorStore:
+        """The store of another model version on the same client and I/O thread.
+
+        (Local mode allows one client per folder, so a rollout must share it.)
+        """
+        return VectorStore(
+            self.settings, dim, model_version, client=self.client, executor=self._executor
+        )
 
     # names ---------------------------------------------------------------
     def alias(self, kind: str) -> str:
@@ -175,7 +192,7 @@ class VectorStore:
             alias = self.alias(kind)
             if set_alias and alias not in aliases:
                 self.switch_aliases({kind: name})
-            elif aliases.get(alias) not in (None, name):
+            elif set_alias and aliases.get(alias) not in (None, name):
                 log.warning(
                     "alias %s points to %s; this worker uses %s until a rollout switches it",
                     alias,
@@ -259,16 +276,49 @@ class VectorStore:
         return {str(r.payload["arxiv_id"]): r for r in records if r.payload}
 
     def sentences_of(self, arxiv_id: str, *, with_vectors: bool = True) -> list[qm.Record]:
-        records, _ = self.client.scroll(
-            self.sentences,
-            scroll_filter=qm.Filter(
-                must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchValue(value=arxiv_id))]
-            ),
-            limit=10_000,
-            with_payload=True,
-            with_vectors=with_vectors,
+        return self.sentences_of_many([arxiv_id], with_vectors=with_vectors)
+
+    def sentences_of_many(
+        self, arxiv_ids: Sequence[str], *, with_vectors: bool = True, collection: str | None = None
+    ) -> list[qm.Record]:
+        """Every sentence point of these papers, in (paper, sentence_index) order."""
+        flt = qm.Filter(
+            must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchAny(any=list(arxiv_ids)))]
         )
-        return sorted(records, key=lambda r: int((r.payload or {}).get("sentence_index", 0)))
+        records: list[qm.Record] = []
+        offset: Any = None
+        while True:
+            page, offset = self.client.scroll(
+                collection or self.sentences,
+                scroll_filter=flt,
+                limit=1024,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            records.extend(page)
+            if offset is None:
+                break
+        order = {a: i for i, a in enumerate(arxiv_ids)}
+        return sorted(
+            records,
+            key=lambda r: (
+                order.get(str((r.payload or {}).get("arxiv_id")), 0),
+                int((r.payload or {}).get("sentence_index", 0)),
+            ),
+        )
+
+    def scroll_papers(
+        self, offset: Any = None, limit: int = 64, collection: str | None = None
+    ) -> tuple[list[qm.Record], Any]:
+        """One page of paper points (payloads only) and the offset of the next page."""
+        return self.client.scroll(
+            collection or self.papers,
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=False,
+        )
 
     def search(
         self,
