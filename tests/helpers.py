@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
+
+from services.ingest.fake_arxiv import FakeArxiv
+from services.ingest.fake_pages import FakePaper
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
@@ -49,3 +53,31 @@ def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) 
 
 def paper_bytes(record: dict[str, Any]) -> tuple[bytes, bytes]:
     return record["arxiv_id"].encode(), json.dumps(record).encode()
+
+
+class ServedArxiv:
+    """A FakeArxiv on its own thread and loop, for tests that run the command as a process."""
+
+    def __init__(self, papers: list[FakePaper]) -> None:
+        self.fake = FakeArxiv(papers)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> FakeArxiv:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
+        return self.fake
+
+    def call(self, function: Any, *args: Any) -> Any:
+        """Run ``function(*args)`` on the server's loop (the fake is not thread-safe)."""
+
+        async def run() -> Any:
+            return function(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -244,6 +244,10 @@ async def walk_api(run: PollContext, since: dt.datetime | None, page_size: int) 
                 result.complete = False
                 break
             window, start, total = seen_newest.replace(second=0, microsecond=0), 0, None
+    if since is not None and result.complete and not frozen and not run.stopped:
+        # The backfill finished: forget its resume point, so running it again re-lists the
+        # whole window (dedupe publishes only what changed, e.g. a new version).
+        await run.set_cursor(key, {})
 
 
 async def _advance_api(run: PollContext, key: str, newest: dt.datetime) -> None:

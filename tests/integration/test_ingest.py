@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from helpers import ServedArxiv
 
 from services.broker import EmbeddedBroker, free_port
 from services.ingest.fake_arxiv import FakeArxiv
@@ -102,34 +102,6 @@ def assert_exactly_once(messages: list[dict[str, Any]]) -> None:
     counts = Counter((m["arxiv_id"], m["version"]) for m in messages)
     assert all(n == 1 for n in counts.values()), counts
     assert all(m["key"] == m["arxiv_id"] for m in messages)
-
-
-class ServedArxiv:
-    """A FakeArxiv on its own thread and loop, for tests that run the command as a process."""
-
-    def __init__(self, papers: list[FakePaper]) -> None:
-        self.fake = FakeArxiv(papers)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def __enter__(self) -> FakeArxiv:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
-        return self.fake
-
-    def call(self, function: Any, *args: Any) -> Any:
-        """Run ``function(*args)`` on the server's loop (the fake is not thread-safe)."""
-
-        async def run() -> Any:
-            return function(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(10)
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
