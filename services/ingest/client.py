@@ -156,8 +156,7 @@ class PoliteClient:
         contact = settings.ingest_contact
         options: dict[str, object] = {
             "min_interval_s": settings.ingest_min_interval_s,
-            "user_agent": settings.ingest_user_agent
-            or default_user_agent(contact),
+            "user_agent": settings.ingest_user_agent or default_user_agent(contact),
         }
         options.update(overrides)
         return cls(**options)  # type: ignore[arg-type]
