@@ -157,7 +157,7 @@ def test_compose_interpolates_model_and_image_settings() -> None:
 
 def test_ingest_service() -> None:
     ingest, worker = _service("ingest"), _service("worker")
-    assert ingest["command"] == ["ingest"]
+    assert ingest["command"] == ["ingest", "--metrics-port", "6066"]
     assert ingest["image"] == worker["image"]
     assert ingest["build"]["dockerfile"] == "deploy/Dockerfile"
     env = _env(ingest)
