@@ -269,3 +269,50 @@ def _q(text: str, **params: str) -> str:
     from urllib.parse import urlencode
 
     return urlencode({"q": text, **params})
+
+
+def test_a_real_prometheus_scrapes_the_worker(
+    indexed: dict[str, Any], worker: WorkerProcess, tmp_path: Path
+) -> None:
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    from services.broker import free_port
+
+    binary = shutil.which("prometheus")
+    assert binary, "Debian's prometheus package is missing: apt-get install -y prometheus"
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: astrostream\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{worker.port}']}}]\n"
+    )
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/query?query=astrostream_papers_indexed_total"
+        deadline, value = time.monotonic() + 60, None
+        while time.monotonic() < deadline and value is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    result = json.loads(response.read())["data"]["result"]
+                    value = float(result[0]["value"][1]) if result else None
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert value is not None and value >= 100
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
