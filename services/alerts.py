@@ -1,10 +1,487 @@
-"""Related-work alerts (placeholder until the alerts issue lands): no views, no matching."""
+"""Related-work alerts: the subscription endpoints (api role) and the percolation matcher (alerts role).
+
+For each newly embedded paper, every sentence vector is searched *into* the interest
+collection (one batched request per micro-batch: the cost grows with the papers, not with
+the number of subscriptions). The hits are grouped per subscription and scored by
+``services.matcher``; papers at or above a subscription's threshold become alerts, published
+on ``astro.alerts`` and stored under their deterministic ``alert_id``.
+
+Delivery: an alert is published (and the broker has acknowledged it) before it is stored,
+and both happen before the embed stage marks the paper done. A crash in between re-runs
+the match: an alert already stored is never published again; one published but not yet
+stored is published once more with the same ``alert_id`` (at-least-once, deduplicated by
+id). A new version of an alerted paper never publishes a second alert: an unchanged text
+leaves the stored alert as it is, a changed text updates its score and evidence in place.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
+from qdrant_client import models as qm
+
+from services import metrics
+from services.api import ApiError, int_param
+from services.embedder import IndexedPaper
+from services.errors import DependencyUnavailable
+from services.ids import alert_id
+from services.matcher import (
+    CorpusStats,
+    Entry,
+    centroid,
+    cosine,
+    score_subscription,
+    term_counts,
+    tfidf,
+)
+from services.schemas import Alert, Match
+from services.subscriptions import SubscriptionStore, parse_request
+from services.vectorstore import VectorStore
+from services.webhooks import WebhookSender, webhook_body
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Tunables until they become Settings (ASTRO_ALERT_*; read with getattr so they take over).
+PERCOLATE_LIMIT = 256  # interest vectors returned per paper sentence
+QUERIES_PER_REQUEST = 256  # sentence searches per batched Qdrant request
+BOOTSTRAP_SENTENCES = 20_000  # indexed sentences read at start to seed the IDF
+META_CACHE = 10_000  # subscriptions whose metadata is kept in memory (they are immutable)
+IDF_REFRESH = 0.05  # recompute a subscription's TF-IDF centroid when the corpus grew by 5 %
+MAX_ALERTS_LIMIT = 500
+HIT_FIELDS = ["subscription_id", "interest"]
+
+SUBSCRIPTIONS = Gauge(
+    "astrostream_subscriptions", "Subscriptions, as last counted by this process."
+)
+MATCH_SECONDS = Histogram(
+    "astrostream_match_seconds",
+    "Time to match a micro-batch of new papers against all subscriptions.",
+    buckets=metrics.LATENCY_BUCKETS,
+)
+ALERTS = Counter("astrostream_alerts", "Alerts published to the alerts topic.")
+ALERTS_UPDATED = Counter(
+    "astrostream_alerts_updated",
+    "Stored alerts re-scored for a changed version (not re-published).",
+)
+ALERTS_PER_PAPER = Histogram(
+    "astrostream_alerts_per_paper",
+    "New alerts per new paper (how many subscriptions it matched).",
+    buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+
+
+class AlertMatcher:
+    """The embed stage's ``on_indexed`` hook: match, publish, store, notify.
+
+    Args:
+        subs: subscription and alert storage.
+        publish: awaits until the broker holds the alerts.
+        webhooks: background webhook delivery.
+    """
+
+    def __init__(
+        self,
+        subs: SubscriptionStore,
+        publish: Callable[[list[Alert]], Awaitable[None]],
+        webhooks: WebhookSender,
+        *,
+        aggregation: str = "lse",
+        lexical_weight: float | None = None,
+    ) -> None:
+        self.subs = subs
+        self.publish = publish
+        self.webhooks = webhooks
+        self.aggregation = aggregation
+        self.lexical_weight = lexical_weight
+        self.corpus = CorpusStats()
+        self._bootstrapped = False
+        self._meta: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
+        self.max_backoff_s = 30.0
+
+    @property
+    def store(self) -> VectorStore:
+        """The live model's store (a rollout moves ``subs`` to the new collections)."""
+        return self.subs.store
+
+    async def __call__(self, papers: list[IndexedPaper]) -> None:
+        if not papers:
+            return
+        started = time.perf_counter()
+        try:
+            await self.match(papers)
+        except (DependencyUnavailable, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # A bug here must not dead-letter papers that are indexed fine: log it, count it.
+            metrics.ERRORS.labels("alerts", type(exc).__name__).inc()
+            log.exception("alert matching failed for %d papers", len(papers))
+        finally:
+            MATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def match(self, papers: list[IndexedPaper]) -> list[Alert]:
+        """Score the papers against every subscription they reach; returns the new alerts."""
+        if not self._bootstrapped:
+            await self._bootstrap({p.paper.arxiv_id for p in papers})
+        counts = []
+        for item in papers:
+            terms = term_counts(" ".join([item.paper.title, *item.sentences]))
+            self.corpus.add(terms)
+            counts.append(terms)
+        if not await self._call(self._any_interests):
+            return []  # no subscriptions: skip the searches (costly in local mode)
+        hits = await self._percolate(papers)
+        metas = await self._metas(sorted({sub for per in hits for sub in per}))
+
+        candidates: list[tuple[IndexedPaper, Alert]] = []
+        per_paper = [0] * len(papers)
+        for row, (item, paper_hits) in enumerate(zip(papers, hits, strict=True)):
+            paper = item.paper
+            vector = tfidf(counts[row], self.corpus)
+            for sub_id, entries in paper_hits.items():
+                meta = metas.get(sub_id)
+                if meta is None or paper.arxiv_id in meta.get("arxiv_ids", []):
+                    continue  # being created or deleted, or one of its own seed papers
+                wanted = meta.get("categories") or []
+                if wanted and not set(wanted) & set(paper.categories):
+                    continue
+                scored = score_subscription(
+                    entries,
+                    sentences=len(item.sentences),
+                    interest_points=int(meta.get("points") or len(entries)),
+                    lexical=cosine(vector, self._centroid(meta)),
+                    method=self.aggregation,
+                    **({"weight": self.lexical_weight} if self.lexical_weight is not None else {}),
+                )
+                if scored.score < float(meta.get("threshold", 0.0)):
+                    continue
+                matches = [
+                    Match(
+                        sentence=item.sentences[e.sentence_index],
+                        sentence_index=e.sentence_index,
+                        interest=e.interest,
+                        score=round(e.score, 6),
+                    )
+                    for e in scored.evidence
+                ]
+                alert = Alert(
+                    alert_id=alert_id(sub_id, paper.arxiv_id),
+                    subscription_id=sub_id,
+                    arxiv_id=paper.arxiv_id,
+                    version=paper.version,
+                    title=paper.title,
+                    score=round(scored.score, 6),
+                    matches=matches,
+                    model_version=self.store.model_version,
+                )
+                candidates.append((item, alert))
+        existing = await self._call(
+            self.subs.existing_alerts_sync, [a.alert_id for _, a in candidates]
+        )
+        fresh: list[tuple[IndexedPaper, Alert]] = []
+        updates: list[dict[str, Any]] = []
+        for item, alert in candidates:
+            old = existing.get(alert.alert_id)
+            if old is None:
+                fresh.append((item, alert))
+            elif old.get("digest") != item.digest:
+                # A changed version: refresh the stored score and evidence, publish nothing.
+                kept = {"created_at": old.get("created_at"), "created_ts": old.get("created_ts")}
+                updates.append({**_payload(alert, item.digest), **kept})
+        if fresh:
+            await self.publish([a for _, a in fresh])
+        await self._call(
+            self.subs.put_alerts_sync, [_payload(a, i.digest) for i, a in fresh] + updates
+        )
+        ALERTS.inc(len(fresh))
+        ALERTS_UPDATED.inc(len(updates))
+        index = {id(item): row for row, item in enumerate(papers)}
+        for item, alert in fresh:
+            per_paper[index[id(item)]] += 1
+            webhook = metas[alert.subscription_id].get("webhook")
+            if webhook:
+                self.webhooks.submit(
+                    webhook["url"], webhook["secret"], webhook_body(alert), alert.alert_id
+                )
+        for n in per_paper:
+            ALERTS_PER_PAPER.observe(n)
+        if fresh:
+            log.info("%d new alerts for %d papers", len(fresh), len(papers))
+        return [a for _, a in fresh]
+
+    def _any_interests(self) -> bool:
+        counted = self.store.client.count(self.store.subscriptions, exact=False)
+        return int(counted.count) > 0
+
+    async def _percolate(self, papers: list[IndexedPaper]) -> list[dict[str, list[Entry]]]:
+        """Per paper: subscription id → its hits (one entry per sentence x interest vector)."""
+        requests: list[qm.QueryRequest] = []
+        owners: list[tuple[int, int]] = []
+        for row, item in enumerate(papers):
+            for index, vector in enumerate(item.sentence_vectors):
+                requests.append(
+                    qm.QueryRequest(
+                        query=vector.tolist(),
+                        limit=PERCOLATE_LIMIT,
+                        with_payload=HIT_FIELDS,
+                    )
+                )
+                owners.append((row, index))
+        found: list[dict[str, list[Entry]]] = [{} for _ in papers]
+        for start in range(0, len(requests), QUERIES_PER_REQUEST):
+            chunk = requests[start : start + QUERIES_PER_REQUEST]
+            answers = await self._call(
+                self.store.client.query_batch_points, self.store.subscriptions, chunk
+            )
+            for (row, index), answer in zip(owners[start:], answers, strict=False):
+                for point in answer.points:
+                    payload = point.payload or {}
+                    sub_id = str(payload.get("subscription_id", ""))
+                    found[row].setdefault(sub_id, []).append(
+                        Entry(index, str(payload.get("interest", "")), float(point.score))
+                    )
+        return found
+
+    async def _metas(self, sub_ids: list[str]) -> dict[str, dict[str, Any]]:
+        missing = [s for s in sub_ids if s not in self._meta]
+        if missing:
+            for sub_id, meta in (await self._call(self.subs.meta_sync, missing)).items():
+                self._meta[sub_id] = meta
+            while len(self._meta) > META_CACHE:
+                evicted, _ = self._meta.popitem(last=False)
+                self._lexical.pop(evicted, None)
+        for sub_id in sub_ids:
+            if sub_id in self._meta:
+                self._meta.move_to_end(sub_id)
+        return {s: self._meta[s] for s in sub_ids if s in self._meta}
+
+    def _centroid(self, meta: dict[str, Any]) -> dict[str, float]:
+        """The subscription's TF-IDF centroid, recomputed as the IDF drifts."""
+        sub_id = meta["id"]
+        cached = self._lexical.get(sub_id)
+        if cached is not None and self.corpus.docs <= cached[0] * (1 + IDF_REFRESH):
+            return cached[1]
+        vectors = [
+            tfidf({str(t): int(n) for t, n in interest.get("terms", [])}, self.corpus)
+            for interest in meta.get("interests", [])
+        ]
+        vector = centroid(vectors)
+        self._lexical[sub_id] = (self.corpus.docs, vector)
+        return vector
+
+    async def _bootstrap(self, skip: set[str]) -> None:
+        """Seed the document frequencies from papers indexed before this process started."""
+
+        def scan() -> dict[str, list[str]]:
+            docs: dict[str, list[str]] = {}
+            offset = None
+            read = 0
+            while read < BOOTSTRAP_SENTENCES:
+                records, offset = self.store.client.scroll(
+                    self.store.sentences,
+                    limit=min(2000, BOOTSTRAP_SENTENCES - read),
+                    offset=offset,
+                    with_payload=["arxiv_id", "title", "text"],
+                    with_vectors=False,
+                )
+                read += len(records)
+                for r in records:
+                    p = r.payload or {}
+                    arxiv_id = str(p.get("arxiv_id"))
+                    if arxiv_id not in skip:
+                        docs.setdefault(arxiv_id, [str(p.get("title", ""))]).append(
+                            str(p.get("text", ""))
+                        )
+                if offset is None:
+                    break
+            return docs
+
+        started = time.perf_counter()
+        docs = await self._call(scan)
+        for parts in docs.values():
+            self.corpus.add(term_counts(" ".join(parts)))
+        self._bootstrapped = True
+        log.info(
+            "alert IDF seeded from %d indexed papers in %.1fs",
+            len(docs),
+            time.perf_counter() - started,
+        )
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A Qdrant call on the store thread, retried with backoff while Qdrant is down."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.store.run(fn, *args)
+            except DependencyUnavailable as exc:
+                metrics.RETRIES.labels("alerts").inc()
+                wait = min(self.max_backoff_s, max(delay, exc.retry_after_s))
+                log.warning("alerts: %s; retrying in %.1fs without committing", exc, wait)
+                await asyncio.sleep(wait)
+                delay = min(self.max_backoff_s, delay * 2)
+
+
+def _payload(alert: Alert, digest: str) -> dict[str, Any]:
+    return {
+        **alert.model_dump(mode="json"),
+        "digest": digest,
+        "created_ts": alert.created_at.timestamp(),
+    }
 
 
 def install(app: Any, runtime: Any) -> Any:
-    """Register subscription views and return the embed stage's on_indexed hook (or None)."""
-    return None
+    """Register the subscription views (api role); return the matcher hook (alerts role) or None."""
+    settings = runtime.settings
+    roles = settings.role_set
+    if not roles & {"api", "alerts"}:
+        return None
+    subs = SubscriptionStore(runtime.store, runtime.encoder)
+    subs.ensure_sync()
+    runtime.subscriptions = subs  # a rollout moves it to the new model's collections
+    SUBSCRIPTIONS.set(subs.count_sync())
+    allow_private = settings.webhook_allow_private
+    if "api" in roles:
+        _register_views(app, runtime, subs, allow_private)
+    if "alerts" not in roles:
+        return None
+
+    topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+
+    async def publish(alerts: list[Alert]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                futures = [
+                    await topic.send(
+                        key=a.subscription_id.encode(), value=a.model_dump_json().encode()
+                    )
+                    for a in alerts
+                ]
+                await asyncio.gather(*futures)  # on the broker before the paper is marked done
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.RETRIES.labels("alerts_publish").inc()
+                log.warning(
+                    "publishing %d alerts failed (%s); retrying in %.1fs", len(alerts), exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+
+    matcher = AlertMatcher(
+        subs,
+        publish,
+        WebhookSender(allow_private),
+        aggregation=settings.alert_aggregation,
+        lexical_weight=settings.alert_lexical_weight,
+    )
+    runtime.alert_matcher = matcher
+
+    @app.on_before_shutdown.connect  # type: ignore[misc]
+    async def _close_webhooks(sender: Any, **kwargs: Any) -> None:
+        await matcher.webhooks.close()
+
+    return matcher
+
+
+def _register_views(app: Any, runtime: Any, subs: SubscriptionStore, allow_private: bool) -> None:
+    from aiohttp import web
+
+    from services.app import JsonView
+
+    token = runtime.settings.api_token
+
+    class SubscriptionView(JsonView):
+        """Shared by the subscription routes: the bearer token, the JSON body, 405s."""
+
+        def refused(self, request: Any) -> Any:
+            """A 401 response when a token is set and the request lacks it, else None."""
+            if token is None:
+                return None
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {token.get_secret_value()}"
+            if hmac.compare_digest(given.encode(), expected.encode()):
+                return None
+            return self.error(
+                401,
+                "missing or wrong bearer token: send 'Authorization: Bearer $ASTRO_API_TOKEN'",
+                headers={"WWW-Authenticate": 'Bearer realm="astrostream"'},
+            )
+
+        async def body(self, request: Any) -> Any:
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise ApiError(413, "body too large (max 1 MiB)") from None
+            if not raw:
+                raise ApiError(400, "body is empty: expected a JSON object")
+            try:
+                return json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ApiError(400, f"body is not valid JSON: {exc}") from None
+
+        async def put(self, request: Any, **kwargs: Any) -> Any:
+            raise ApiError(405, f"PUT is not supported on {request.path}")
+
+        async def patch(self, request: Any, **kwargs: Any) -> Any:
+            raise ApiError(405, f"PATCH is not supported on {request.path}")
+
+    @app.page("/subscriptions", name="subscriptions")
+    class Subscriptions(SubscriptionView):
+        route_name = "subscriptions"
+
+        async def get(self, request: Any) -> Any:
+            found = await subs.list_all()
+            return self.json({"subscriptions": found, "count": len(found)})
+
+        async def post(self, request: Any) -> Any:
+            refused = self.refused(request)
+            if refused is not None:
+                return refused
+            created = await subs.create(parse_request(await self.body(request)), allow_private)
+            SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
+            return self.json(created, status=201)
+
+        async def delete(self, request: Any) -> Any:
+            raise ApiError(405, "DELETE needs a subscription id: /subscriptions/{id}")
+
+    @app.page("/subscriptions/{subscription_id}/alerts", name="subscription_alerts")
+    class SubscriptionAlerts(SubscriptionView):
+        route_name = "subscription_alerts"
+
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            query = request.query
+            limit = int_param(query, "limit", 20, 1, MAX_ALERTS_LIMIT)
+            sort = query.get("sort") or "time"
+            if sort == "score":
+                alerts = await subs.list_alerts(subscription_id, limit, "score")
+            elif sort == "time":
+                alerts = await subs.list_alerts(subscription_id, limit, "time")
+            else:
+                raise ApiError(400, f"sort must be 'score' or 'time', got {sort!r}")
+            return self.json({"subscription_id": subscription_id, "sort": sort, "alerts": alerts})
+
+    @app.page("/subscriptions/{subscription_id}", name="subscription")
+    class Subscription(SubscriptionView):
+        route_name = "subscription"
+
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            return self.json(await subs.get(subscription_id))
+
+        async def delete(self, request: Any, subscription_id: str) -> Any:
+            refused = self.refused(request)
+            if refused is not None:
+                return refused
+            deleted = await subs.delete(subscription_id)
+            SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
+            return self.json(deleted)

@@ -188,7 +188,10 @@ class Api:
         papers = await store.run(store.count, store.papers)
         sentences = await store.run(store.count, store.sentences)
         if subscriptions is None:
-            subscriptions = await store.run(store.count, store.subscriptions)
+            # Subscriptions, not their interest vectors (one subscription has several).
+            from services.subscriptions import count_subscriptions
+
+            subscriptions = await store.run(count_subscriptions, store)
         return {
             "papers": papers,
             "sentences": sentences,

@@ -50,6 +50,9 @@ class Runtime:
         previous = self.encoder
         self.encoder, self.store = encoder, store
         self.api.encoder, self.api.store = encoder, store
+        subscriptions = getattr(self, "subscriptions", None)
+        if subscriptions is not None:
+            subscriptions.store, subscriptions.encoder = store, encoder
         metrics.MODEL.info(
             {
                 "model": str(encoder.name),
@@ -165,10 +168,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
     # Subscriptions and alerts: their views (api role) and the matcher hook (alerts role).
     from services.alerts import install as install_alerts
 
+    runtime.rollout = Rollout(runtime)
     on_indexed = install_alerts(app, runtime)
     pipeline = EmbedPipeline(settings, runtime.encoder, runtime.store, dead_letter, on_indexed)
     runtime.pipeline = pipeline
-    runtime.rollout = Rollout(runtime)
 
     if "embed" in settings.role_set:
         papers = app.topic(

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +30,6 @@ ROLLOUT_ACTIVE = Gauge("astrostream_rollout_active", "1 while a model rollout ru
 ROLLOUTS = Counter("astrostream_rollouts", "Finished model rollouts.", ["outcome"])
 
 PAGE = 32
-SubscriptionHook = Callable[[VectorStore, Encoder], Awaitable[None]]
 
 
 def registry_name(store: VectorStore) -> str:
@@ -84,7 +82,6 @@ class Rollout:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.lock = asyncio.Lock()
-        self.subscription_hooks: list[SubscriptionHook] = []
 
     async def run(self, update: ModelUpdate) -> bool:
         """Roll out ``update``; False when it is already the current version."""
@@ -119,8 +116,7 @@ class Rollout:
                 await self.copy(old, new, encoder)
                 self.runtime.swap_pipeline(encoder, new)
                 await self.copy(old, new, encoder)
-                for hook in self.subscription_hooks:
-                    await hook(new, encoder)
+                await self.copy_subscriptions(old, new, encoder)
                 await new.run(
                     new.switch_aliases,
                     {kind: new.physical(kind) for kind in ("sentences", "papers", "subscriptions")},
@@ -157,6 +153,33 @@ class Rollout:
                 }
             if papers:
                 await self.reembed(old, new, encoder, papers)
+            if offset is None:
+                return
+
+    async def copy_subscriptions(
+        self, old: VectorStore, new: VectorStore, encoder: Encoder
+    ) -> None:
+        """Re-embed every interest point (its payload keeps the text it came from)."""
+        offset: Any = None
+        while True:
+            page, offset = await old.run(
+                old.client.scroll,
+                old.subscriptions,
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
+            )
+            if page:
+                texts = [normalise(str((r.payload or {}).get("text", ""))) for r in page]
+                vectors = await encoder.aencode(texts)
+                await new.run(
+                    new.upsert,
+                    new.subscriptions,
+                    [str(r.id) for r in page],
+                    vectors,
+                    [r.payload or {} for r in page],
+                )
             if offset is None:
                 return
 

@@ -80,6 +80,17 @@ class Settings(BaseSettings):
         description="Where CLI commands reach a running API. Default: http://web_host:web_port.",
     )
 
+    # Alerts
+    alert_aggregation: Literal["lse", "max", "topk"] = Field(
+        "lse", description="Sentence-score aggregation per subscription (see docs/alerts.md)."
+    )
+    alert_lexical_weight: float = Field(
+        0.8, ge=0, le=1, description="Weight of the TF-IDF score in an alert's paper score."
+    )
+    webhook_allow_private: bool = Field(
+        False, description="Allow webhooks to loopback/private addresses (SSRF guard off)."
+    )
+
     # Process
     roles: str = Field("ingest,embed,alerts,api", description="Roles of this worker process.")
     data_dir: Path = Field(Path("data"), description="State folder (cursors, local Qdrant).")

@@ -26,12 +26,18 @@ def test_rollout_switches_model_without_search_gap(
     sample_records: list[dict[str, Any]],
     tmp_path: Path,
 ) -> None:
-    worker: WorkerProcess = start_worker(stack_env, ASTRO_ROLES="embed,api")
+    worker: WorkerProcess = start_worker(stack_env, ASTRO_ROLES="embed,alerts,api")
     topic = stack_env["ASTRO_TOPIC_PAPERS"]
-    first, late = sample_records[:24], sample_records[24:30]
+    first, late, last = sample_records[:24], sample_records[24:30], sample_records[30:32]
     produce(broker.bootstrap, topic, [paper_bytes(r) for r in first])
     before = worker.wait_for(lambda s: s["papers"] == len(first), timeout=180)
     assert before["model_version"] == "all-minilm-l6-v2"
+    status, sub = worker.request(
+        "POST",
+        "/subscriptions",
+        {"name": "rollout", "queries": ["galaxy clusters"], "threshold": 0.0},
+    )
+    assert status == 201, sub
 
     # The "new" model: the bundled one under another name (a different version tag).
     new_model = tmp_path / "minilm-rollout"
@@ -82,3 +88,15 @@ def test_rollout_switches_model_without_search_gap(
         assert paper["model_version"] == "minilm-rollout"
     _, text = worker.get("/metrics")
     assert 'astrostream_rollouts_total{outcome="done"} 1.0' in text
+
+    # The subscription's interests moved too: papers after the rollout still alert.
+    produce(broker.bootstrap, topic, [paper_bytes(r) for r in last])
+    wanted = {r["arxiv_id"] for r in last}
+
+    def alerted(_: Any) -> bool:
+        status, body = worker.get(f"/subscriptions/{sub['id']}/alerts?limit=100")
+        return status == 200 and wanted <= {a["arxiv_id"] for a in body["alerts"]}
+
+    worker.wait_for(alerted, timeout=120)
+    alerts = worker.get(f"/subscriptions/{sub['id']}/alerts?limit=100")[1]["alerts"]
+    assert {a["model_version"] for a in alerts if a["arxiv_id"] in wanted} == {"minilm-rollout"}

@@ -1,0 +1,277 @@
+"""Unit tests of subscription validation and storage, and of the matcher hook, on in-memory Qdrant."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.alerts import AlertMatcher
+from services.api import ApiError
+from services.embedder import IndexedPaper, RawRecord, paper_payload, sentence_payload
+from services.errors import NotFound
+from services.ids import paper_point_id, sentence_point_id
+from services.schemas import Alert, Paper
+from services.settings import load_settings
+from services.subscriptions import (
+    MAX_INTERESTS,
+    SubscriptionStore,
+    check_subscription_id,
+    parse_request,
+)
+from services.vectorstore import VectorStore
+from services.webhooks import WebhookSender
+
+DIM = 8
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "at least one of queries or arxiv_ids"),
+        ({"queries": [], "arxiv_ids": []}, "at least one"),
+        ({"queries": ["x"] * 2 + [f"q{i}" for i in range(MAX_INTERESTS)]}, "too many interests"),
+        ({"queries": ["a" * 2001]}, "queries: query 0 has 2001 characters"),
+        ({"queries": ["ok", ""]}, "query 1 is empty"),
+        ({"queries": ["x"], "threshold": -0.1}, "threshold: must be a number between 0 and 1"),
+        ({"queries": ["x"], "threshold": True}, "threshold"),
+        ({"arxiv_ids": ["2501.1"]}, "not an arXiv id"),
+        ({"queries": ["x"], "name": "n" * 201}, "name: at most 200"),
+        ({"queries": ["x"], "categories": [""]}, "categories"),
+        ({"queries": ["x"], "webhook": "gopher://x"}, "webhook: must be an http(s) URL"),
+        ({"queries": ["x"], "webhook_secret": "s" * 20}, "webhook_secret given without webhook"),
+        ({"queries": ["x"], "colour": "blue"}, "colour: unknown field"),
+        ("just text", "body must be a JSON object"),
+    ],
+)
+def test_invalid_requests_are_refused_with_the_reason(body: Any, message: str) -> None:
+    with pytest.raises(ApiError) as err:
+        parse_request(body)
+    assert err.value.status == 400
+    assert message in err.value.message
+
+
+def test_valid_request_is_normalised() -> None:
+    request = parse_request(
+        {"queries": [" dark matter ", "dark matter"], "arxiv_ids": ["2501.00001v2", "2501.00001"]}
+    )
+    assert request.queries == ["dark matter"]
+    assert request.arxiv_ids == ["2501.00001"]
+    assert 0 <= request.threshold <= 1
+
+
+def test_subscription_ids() -> None:
+    sub = uuid.uuid4()
+    assert check_subscription_id(str(sub)) == sub.hex == check_subscription_id(sub.hex)
+    with pytest.raises(NotFound):
+        check_subscription_id("../etc")
+
+
+class FakeEncoder:
+    """Deterministic unit vectors from the text's hash: enough for storage logic."""
+
+    dim = DIM
+
+    async def aencode(self, texts: list[str]) -> np.ndarray:
+        rows = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=DIM) for t in texts]
+        vectors = np.asarray(rows, dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def unit(*values: float) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[: len(values)] = values
+    return v / np.linalg.norm(v)
+
+
+def index(store: VectorStore, paper: Paper, sentences: list[str], vectors: np.ndarray) -> None:
+    """Write a paper the way the embed stage does (sentences, then the paper point)."""
+    store.upsert(
+        store.sentences,
+        [sentence_point_id(paper.arxiv_id, paper.version, i) for i in range(len(sentences))],
+        vectors,
+        [sentence_payload(paper, i, s, store.model_version) for i, s in enumerate(sentences)],
+    )
+    mean = vectors.mean(axis=0)
+    store.upsert(
+        store.papers,
+        [paper_point_id(paper.arxiv_id)],
+        (mean / np.linalg.norm(mean))[None, :],
+        [{**paper_payload(paper, store.model_version), "digest": "d"}],
+    )
+
+
+def paper(arxiv_id: str, title: str, categories: list[str] | None = None) -> Paper:
+    return Paper(
+        arxiv_id=arxiv_id,
+        title=title,
+        abstract="x",
+        categories=categories or ["astro-ph.GA"],
+        authors=["A. Author"],
+    )
+
+
+@pytest.fixture
+def subs() -> SubscriptionStore:
+    settings = load_settings(qdrant_path=":memory:")
+    store = VectorStore(settings, DIM, "test")
+    store.ensure_collections()
+    subscriptions = SubscriptionStore(store, FakeEncoder())
+    subscriptions.ensure_sync()
+    return subscriptions
+
+
+def test_create_read_list_delete(subs: SubscriptionStore) -> None:
+    seed = paper("2501.00001", "Bars in disc galaxies")
+    index(
+        subs.store,
+        seed,
+        ["Bars drive gas inwards.", "We simulate discs."],
+        np.vstack([unit(1), unit(0, 1)]),
+    )
+
+    async def go() -> None:
+        with pytest.raises(ApiError) as err:
+            await subs.create(parse_request({"arxiv_ids": ["2501.00001", "2501.09999"]}), False)
+        assert (err.value.status, err.value.message) == (
+            422,
+            "unknown arXiv id(s): 2501.09999 (not indexed yet)",
+        )
+        created = await subs.create(
+            parse_request(
+                {"name": "bars", "queries": ["galactic bars"], "arxiv_ids": ["2501.00001"]}
+            ),
+            False,
+        )
+        assert created["interest_vectors"] == 3  # one query + two seed sentences
+        assert created["webhook"] is None and "webhook_secret" not in created
+        assert await subs.get(created["id"]) == created
+        assert [s["id"] for s in await subs.list_all()] == [created["id"]]
+        assert subs.count_sync() == 1
+        assert subs.store.count(subs.store.subscriptions) == 3
+        assert await subs.list_alerts(created["id"], 10, "score") == []
+        assert await subs.delete(created["id"]) == {"deleted": created["id"]}
+        assert subs.store.count(subs.store.subscriptions) == 0
+        with pytest.raises(NotFound):
+            await subs.get(created["id"])
+
+    asyncio.run(go())
+
+
+def test_matcher_alerts_once_with_evidence_and_skips_seeds(subs: SubscriptionStore) -> None:
+    store = subs.store
+    seed = paper("2501.00001", "Bars in disc galaxies")
+    index(
+        store,
+        seed,
+        ["Bars drive gas inwards.", "Discs are cold."],
+        np.vstack([unit(1), unit(0, 1)]),
+    )
+    published: list[Alert] = []
+
+    async def publish(alerts: list[Alert]) -> None:
+        published.extend(alerts)
+
+    def indexed(p: Paper, sentences: list[str], vectors: np.ndarray, digest: str) -> IndexedPaper:
+        record = RawRecord("t", 0, 0, None, None)
+        return IndexedPaper(p, record, sentences, vectors, vectors.mean(axis=0), digest)
+
+    async def go() -> None:
+        everything = await subs.create(
+            parse_request({"arxiv_ids": [seed.arxiv_id], "threshold": 0}), False
+        )
+        only_co = await subs.create(
+            parse_request(
+                {"arxiv_ids": [seed.arxiv_id], "threshold": 0, "categories": ["astro-ph.CO"]}
+            ),
+            False,
+        )
+        matcher = AlertMatcher(subs, publish, WebhookSender())
+        new = paper("2502.00002", "Bars and gas inflow")
+        sentences = ["Gas flows inwards along the bar.", "Unrelated sentence."]
+        vectors = np.vstack([unit(1, 0.1), unit(0, 0, 1)])
+        alerts = await matcher.match([indexed(new, sentences, vectors, "d1")])
+        assert [a.subscription_id for a in alerts] == [everything["id"]]  # category filter
+        alert = alerts[0]
+        assert alert.matches[0].sentence == "Gas flows inwards along the bar."
+        assert alert.matches[0].interest == seed.arxiv_id
+        assert alert.matches[0].score == pytest.approx(float(unit(1) @ unit(1, 0.1)), abs=1e-5)
+
+        # Re-delivery and an unchanged new version publish nothing more.
+        assert await matcher.match([indexed(new, sentences, vectors, "d1")]) == []
+        v2 = new.model_copy(update={"version": 2})
+        assert await matcher.match([indexed(v2, sentences, vectors, "d1")]) == []
+        # A changed version updates the stored alert in place, still without publishing.
+        changed = np.vstack([unit(1), unit(0, 1)])
+        assert await matcher.match([indexed(v2, sentences, changed, "d2")]) == []
+        stored = await subs.list_alerts(everything["id"], 10, "score")
+        assert len(stored) == 1 and stored[0]["version"] == 2
+        assert stored[0]["matches"][0]["score"] == pytest.approx(1.0, abs=1e-5)  # new evidence
+        assert len(published) == 1
+
+        # The seed paper itself (a new version of it) never alerts its own subscription.
+        reseed = seed.model_copy(update={"version": 2})
+        assert (
+            await matcher.match(
+                [indexed(reseed, ["Bars drive gas inwards."], unit(1)[None, :], "d3")]
+            )
+            == []
+        )
+        assert await subs.list_alerts(only_co["id"], 10, "time") == []
+
+    asyncio.run(go())
+
+
+def test_new_alerts_are_posted_to_the_webhook_signed(subs: SubscriptionStore) -> None:
+    from aiohttp import web
+
+    from services.webhooks import SIGNATURE_HEADER, verify
+
+    seed = paper("2501.00001", "Bars in disc galaxies")
+    index(subs.store, seed, ["Bars drive gas inwards."], unit(1)[None, :])
+    received: list[tuple[bytes, str]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append((await request.read(), request.headers[SIGNATURE_HEADER]))
+        return web.Response(status=204)
+
+    async def go() -> None:
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        body = {
+            "arxiv_ids": [seed.arxiv_id],
+            "threshold": 0,
+            "webhook": f"http://127.0.0.1:{port}/hook",
+        }
+        with pytest.raises(ApiError, match="private or loopback"):
+            await subs.create(parse_request(body), allow_private=False)
+        created = await subs.create(parse_request(body), allow_private=True)
+        secret = created["webhook_secret"]
+        sender = WebhookSender(allow_private=True)
+
+        async def publish(alerts: list[Alert]) -> None:
+            return None
+
+        matcher = AlertMatcher(subs, publish, sender)
+        new = paper("2502.00002", "Bars and gas inflow")
+        record = RawRecord("t", 0, 0, None, None)
+        vectors = unit(1, 0.2)[None, :]
+        item = IndexedPaper(new, record, ["Gas flows along the bar."], vectors, vectors[0], "d")
+        alerts = await matcher.match([item])
+        await sender.drain(timeout=10)
+        await sender.close()
+        await runner.cleanup()
+        assert len(alerts) == 1 and len(received) == 1
+        raw, signature = received[0]
+        assert verify(raw, secret, signature)
+        assert Alert.model_validate_json(raw).alert_id == alerts[0].alert_id
+
+    asyncio.run(go())
