@@ -113,3 +113,21 @@ def pipeline(papers_path: Path | None, count: int, batch_size: int | None, seed:
         f"worker breakdown: encode {encode_s:.1f} s, upsert {upsert_s:.1f} s, "
         f"{batches:.0f} micro-batches"
     )
+
+
+@bench.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def alerts(ctx: click.Context) -> None:
+    """Alert quality on real authorship vs TF-IDF and whole-abstract baselines.
+
+    Runs ``benchmarks/alerts.py`` (a source checkout is needed); extra arguments go to it,
+    e.g. ``astrostream bench alerts --subscriptions 20 --candidates 200``.
+    """
+    import runpy
+    import sys
+
+    script = REPO / "benchmarks" / "alerts.py"
+    if not script.exists():
+        raise click.ClickException(f"{script} not found: run from a source checkout")
+    sys.argv = [str(script), *ctx.args]
+    runpy.run_path(str(script), run_name="__main__")
