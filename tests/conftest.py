@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import isolated_env, unique
 
 from services.broker import EmbeddedBroker, free_port
 from services.schemas import Paper
@@ -46,30 +45,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
         yield b
 
 
-_ids = itertools.count()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{next(_ids)}-{uuid.uuid4().hex[:6]}"
-
-
 @pytest.fixture
 def stack_env(broker: EmbeddedBroker, tmp_path: Path) -> dict[str, str]:
     """ASTRO_* variables of an isolated stack: own group, topics and Qdrant folder."""
-    name = unique("t")
-    return {
-        "ASTRO_KAFKA_URL": broker.url,
-        "ASTRO_APP_ID": f"astro-{name}",
-        "ASTRO_TOPIC_PAPERS": f"{name}.papers",
-        "ASTRO_TOPIC_ALERTS": f"{name}.alerts",
-        "ASTRO_TOPIC_DEADLETTER": f"{name}.deadletter",
-        "ASTRO_TOPIC_MODELS": f"{name}.models",
-        "ASTRO_QDRANT_PATH": str(tmp_path / "qdrant"),
-        "ASTRO_DATA_DIR": str(tmp_path / "data"),
-        "ASTRO_ROLES": "embed,alerts,api",
-        "ASTRO_BATCH_WINDOW_MS": "100",
-        "ASTRO_LOG_LEVEL": "info",
-    }
+    return isolated_env(broker.url, tmp_path, unique("t"), ASTRO_LOG_LEVEL="info")
 
 
 @pytest.fixture

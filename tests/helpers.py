@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
+import uuid
 from typing import Any
 
 from services.ingest.fake_arxiv import FakeArxiv
 from services.ingest.fake_pages import FakePaper
+
+_ids = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_ids)}-{uuid.uuid4().hex[:6]}"
+
+
+def isolated_env(broker_url: str, folder: Any, name: str, **overrides: str) -> dict[str, str]:
+    """ASTRO_* variables of a stack of its own: consumer group, topics, Qdrant and data folder."""
+    return {
+        "ASTRO_KAFKA_URL": broker_url,
+        "ASTRO_APP_ID": f"astro-{name}",
+        "ASTRO_TOPIC_PAPERS": f"{name}.papers",
+        "ASTRO_TOPIC_ALERTS": f"{name}.alerts",
+        "ASTRO_TOPIC_DEADLETTER": f"{name}.deadletter",
+        "ASTRO_TOPIC_MODELS": f"{name}.models",
+        "ASTRO_QDRANT_PATH": str(folder / "qdrant"),
+        "ASTRO_DATA_DIR": str(folder / "data"),
+        "ASTRO_ROLES": "embed,alerts,api",
+        "ASTRO_BATCH_WINDOW_MS": "100",
+        **overrides,
+    }
 
 
 def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:

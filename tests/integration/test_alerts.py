@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import unique
-from helpers import consume_all, paper_bytes, produce
+from helpers import consume_all, isolated_env, paper_bytes, produce, unique
 
 from services.broker import EmbeddedBroker
 from services.stack import WorkerProcess
@@ -76,19 +75,7 @@ def stack(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> I
     ]
     tmp = tmp_path_factory.mktemp("alerts")
     name = unique("alerts")
-    env = {
-        "ASTRO_KAFKA_URL": broker.url,
-        "ASTRO_APP_ID": f"astro-{name}",
-        "ASTRO_TOPIC_PAPERS": f"{name}.papers",
-        "ASTRO_TOPIC_ALERTS": f"{name}.alerts",
-        "ASTRO_TOPIC_DEADLETTER": f"{name}.deadletter",
-        "ASTRO_TOPIC_MODELS": f"{name}.models",
-        "ASTRO_QDRANT_PATH": str(tmp / "qdrant"),
-        "ASTRO_DATA_DIR": str(tmp / "data"),
-        "ASTRO_ROLES": "embed,alerts,api",
-        "ASTRO_BATCH_WINDOW_MS": "100",
-        "ASTRO_API_TOKEN": TOKEN,
-    }
+    env = isolated_env(broker.url, tmp, name, ASTRO_API_TOKEN=TOKEN)
     worker = WorkerProcess(env, tmp / "worker.log").start()
     try:
         s = Stack(worker, broker, env, records)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import consume_all, paper_bytes, produce
+from helpers import consume_all, isolated_env, paper_bytes, produce
 
 from services.broker import EmbeddedBroker
 from services.stack import WorkerProcess
@@ -33,18 +33,7 @@ def metric(worker: WorkerProcess, name: str) -> float:
 @pytest.fixture(scope="module")
 def env(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("pipeline")
-    return {
-        "ASTRO_KAFKA_URL": broker.url,
-        "ASTRO_APP_ID": "astro-pipeline",
-        "ASTRO_TOPIC_PAPERS": "pipeline.papers",
-        "ASTRO_TOPIC_DEADLETTER": "pipeline.deadletter",
-        "ASTRO_TOPIC_ALERTS": "pipeline.alerts",
-        "ASTRO_TOPIC_MODELS": "pipeline.models",
-        "ASTRO_QDRANT_PATH": str(tmp / "qdrant"),
-        "ASTRO_DATA_DIR": str(tmp / "data"),
-        "ASTRO_ROLES": "embed,api",
-        "ASTRO_BATCH_WINDOW_MS": "100",
-    }
+    return isolated_env(broker.url, tmp, "pipeline", ASTRO_ROLES="embed,api")
 
 
 @pytest.fixture(scope="module")
@@ -238,17 +227,14 @@ def test_metrics_move(indexed: dict[str, Any], worker: WorkerProcess) -> None:
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     broker: EmbeddedBroker, tmp_path: Path, sample_records: list[dict[str, Any]]
 ) -> None:
-    env = {
-        "ASTRO_KAFKA_URL": broker.url,
-        "ASTRO_APP_ID": "astro-kill",
-        "ASTRO_TOPIC_PAPERS": "kill.papers",
-        "ASTRO_TOPIC_DEADLETTER": "kill.deadletter",
-        "ASTRO_QDRANT_PATH": str(tmp_path / "qdrant"),
-        "ASTRO_DATA_DIR": str(tmp_path / "data"),
-        "ASTRO_ROLES": "embed,api",
-        "ASTRO_TAKE_MAX_PAPERS": "4",
-        "ASTRO_BATCH_WINDOW_MS": "50",
-    }
+    env = isolated_env(
+        broker.url,
+        tmp_path,
+        "kill",
+        ASTRO_ROLES="embed,api",
+        ASTRO_TAKE_MAX_PAPERS="4",
+        ASTRO_BATCH_WINDOW_MS="50",
+    )
     records = sample_records[:60]
     produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(r) for r in records])
     first = WorkerProcess(env, tmp_path / "first.log").start()
