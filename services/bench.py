@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import tempfile
@@ -27,6 +28,12 @@ def default_papers() -> Path:
     raise click.ClickException("no papers file found: pass --papers FILE.jsonl[.gz]")
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def metric_sum(text: str, name: str, labels: str = "") -> float:
     pattern = re.compile(rf"^{re.escape(name)}{{?{re.escape(labels)}[^ ]*}}? ([0-9.e+-]+)$", re.M)
     return sum(float(v) for v in pattern.findall(text))
@@ -49,7 +56,14 @@ def bench() -> None:
     "--batch-size", type=click.IntRange(1), help="Sentences per encode (ASTRO_BATCH_SIZE)."
 )
 @click.option("--seed", default=0, show_default=True)
-def pipeline(papers_path: Path | None, count: int, batch_size: int | None, seed: int) -> None:
+@click.option(
+    "--qdrant-memory",
+    is_flag=True,
+    help="Worker's local Qdrant in memory (no on-disk persistence cost).",
+)
+def pipeline(
+    papers_path: Path | None, count: int, batch_size: int | None, seed: int, qdrant_memory: bool
+) -> None:
     """Bare ``model.encode`` vs. publish → embed worker → Qdrant over the same sentences."""
     from services.broker import EmbeddedBroker, free_port
     from services.encoder import Encoder
@@ -70,16 +84,16 @@ def pipeline(papers_path: Path | None, count: int, batch_size: int | None, seed:
 
     encoder = Encoder(settings.model, settings.device, settings.batch_size, settings.max_seq_length)
     encoder.encode(texts[: settings.batch_size])  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     encoder.encode(texts)
-    bare_s = time.perf_counter() - t0
+    bare_s, bare_cpu = time.perf_counter() - t0, time.process_time() - c0
     encoder.close()
     del encoder
 
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(free_port()) as broker:
         env = {
             "ASTRO_KAFKA_URL": broker.url,
-            "ASTRO_QDRANT_PATH": f"{tmp}/qdrant",
+            "ASTRO_QDRANT_PATH": ":memory:" if qdrant_memory else f"{tmp}/qdrant",
             "ASTRO_DATA_DIR": f"{tmp}/data",
             "ASTRO_ROLES": "embed,api",
             "ASTRO_BATCH_SIZE": str(settings.batch_size),
@@ -94,21 +108,27 @@ def pipeline(papers_path: Path | None, count: int, batch_size: int | None, seed:
                 async with Publisher(worker_settings) as publisher:
                     await publisher.publish_papers(papers)
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), process_cpu_seconds(worker.pid)
             asyncio.run(publish())
             worker.wait_for(lambda s: s["papers"] == len(papers), timeout=3600)
             pipe_s = time.perf_counter() - t0
+            pipe_cpu = process_cpu_seconds(worker.pid) - c0
             _, text = worker.get("/metrics")
     encode_s = metric_sum(text, "astrostream_stage_seconds_sum", 'stage="encode"')
     upsert_s = metric_sum(text, "astrostream_stage_seconds_sum", 'stage="upsert"')
     batches = metric_sum(text, "astrostream_batch_papers_count")
     n = len(texts)
-    click.echo(f"model {settings.model} batch_size {settings.batch_size}")
+    where = "in memory" if qdrant_memory else "local mode on disk"
+    click.echo(f"model {settings.model} batch_size {settings.batch_size}, Qdrant {where}")
     click.echo(f"bare encode     : {n / bare_s:8.1f} sentences/s ({bare_s:.1f} s)")
     click.echo(
         f"full pipeline   : {n / pipe_s:8.1f} sentences/s ({pipe_s:.1f} s, publish → all upserted)"
     )
     click.echo(f"ratio           : {bare_s / pipe_s:8.2f} (target ≥ 0.8)")
+    click.echo(
+        f"CPU seconds     : bare {bare_cpu:.1f}, worker {pipe_cpu:.1f} "
+        f"(ratio {bare_cpu / pipe_cpu:.2f}; wall-clock numbers suffer from other load, CPU less)"
+    )
     click.echo(
         f"worker breakdown: encode {encode_s:.1f} s, upsert {upsert_s:.1f} s, "
         f"{batches:.0f} micro-batches"

@@ -33,6 +33,11 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
