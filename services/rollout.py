@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge
 from qdrant_client import models as qm
 
 from services.embedder import paper_vector
-from services.encoder import Encoder
+from services.encoder import Encoder, derive_model_version
 from services.ids import NAMESPACE, paper_point_id
 from services.schemas import ModelUpdate
 from services.text import normalise
@@ -36,6 +36,12 @@ def registry_name(store: VectorStore) -> str:
     return f"{store.settings.collection_prefix}_models"
 
 
+def collection_tag(update: ModelUpdate) -> str:
+    """The version tag of the update's collections: what a worker started with
+    ``ASTRO_MODEL=<update.path>`` derives (the trainer's ``<name>-<version>`` directory)."""
+    return derive_model_version(update.path)
+
+
 def register_model(store: VectorStore, update: ModelUpdate) -> None:
     """Remember where a version's model lives, so every worker can load it (payload only)."""
     name = registry_name(store)
@@ -45,7 +51,7 @@ def register_model(store: VectorStore, update: ModelUpdate) -> None:
         name,
         points=[
             qm.PointStruct(
-                id=str(uuid.uuid5(NAMESPACE, f"model:{update.version}")),
+                id=str(uuid.uuid5(NAMESPACE, f"model:{collection_tag(update)}")),
                 vector={},
                 payload={**update.model_dump(mode="json"), "rolled_out_at": time.time()},
             )
@@ -87,8 +93,9 @@ class Rollout:
         """Roll out ``update``; False when it is already the current version."""
         async with self.lock:
             old = self.runtime.store
-            if update.version == old.model_version:
-                log.info("model %s is already live", update.version)
+            tag = collection_tag(update)
+            if tag == old.model_version:
+                log.info("model %s is already live", tag)
                 return False
             ROLLOUT_ACTIVE.set(1)
             started = time.perf_counter()
@@ -101,7 +108,7 @@ class Rollout:
                     settings.batch_size,
                     settings.max_seq_length,
                 )
-                new = old.sibling(update.version, encoder.dim)
+                new = old.sibling(tag, encoder.dim)
                 await new.run(new.ensure_collections, set_alias=False)
                 await new.run(register_model, new, update)
                 total = await old.run(old.count, old.papers)
@@ -109,7 +116,7 @@ class Rollout:
                 ROLLOUT_PAPERS.set(0)
                 log.info(
                     "rollout to %s: re-embedding %d papers from %s",
-                    update.version,
+                    tag,
                     total,
                     old.papers,
                 )
@@ -124,9 +131,7 @@ class Rollout:
                 previous = self.runtime.swap_api(encoder, new)
                 previous.close()
                 ROLLOUTS.labels("done").inc()
-                log.info(
-                    "rollout to %s done in %.1fs", update.version, time.perf_counter() - started
-                )
+                log.info("rollout to %s done in %.1fs", tag, time.perf_counter() - started)
                 return True
             except Exception:
                 ROLLOUTS.labels("failed").inc()
