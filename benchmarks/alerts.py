@@ -24,6 +24,7 @@ import gzip
 import itertools
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -388,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         tfidf = tfidf_baseline(ev, rows)
         from services.encoder import Encoder
 
-        whole = embedding_baseline(ev, Encoder("bundled", "cpu", 32, 256))
+        # The same model as the worker (ASTRO_MODEL, default the bundled one).
+        model = os.environ.get("ASTRO_MODEL", "bundled")
+        whole = embedding_baseline(ev, Encoder(model, "cpu", 32, 256))
         extra = {} if args.no_ablation else ablation(ev, workdir)
     finally:
         if args.workdir is None:
