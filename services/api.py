@@ -58,6 +58,14 @@ def date_param(query: Mapping[str, str], name: str) -> str | None:
         raise ApiError(400, f"{name} must be an ISO date like 2025-04-17, got {raw!r}") from None
 
 
+def bare_id(arxiv_id: str) -> str:
+    """The arXiv id of a path without its version; 400 when it is not an arXiv id."""
+    try:
+        return split_arxiv_id(arxiv_id)[0]
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
 def filters(query: Mapping[str, str]) -> dict[str, str | None]:
     category = (query.get("category") or "").strip() or None
     if category is not None and len(category) > 64:
@@ -146,10 +154,7 @@ class Api:
         return render(await self.rank(vector, limit, **filters(query)))
 
     async def similar(self, arxiv_id: str, query: Mapping[str, str]) -> dict[str, Any]:
-        try:
-            bare, _ = split_arxiv_id(arxiv_id)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+        bare = bare_id(arxiv_id)
         limit = int_param(query, "limit", 10, 1, MAX_LIMIT)
         store = self.store
         found = await store.run(store.papers_by_id, [bare], with_vectors=True)
@@ -161,10 +166,7 @@ class Api:
 
     async def paper(self, arxiv_id: str) -> dict[str, Any]:
         """An indexed paper's payload and its sentences, in order."""
-        try:
-            bare, _ = split_arxiv_id(arxiv_id)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+        bare = bare_id(arxiv_id)
         store = self.store
         record = (await store.run(store.papers_by_id, [bare])).get(bare)
         if record is None:

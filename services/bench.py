@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -32,11 +31,6 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def metric_sum(text: str, name: str, labels: str = "") -> float:
-    pattern = re.compile(rf"^{re.escape(name)}{{?{re.escape(labels)}[^ ]*}}? ([0-9.e+-]+)$", re.M)
-    return sum(float(v) for v in pattern.findall(text))
 
 
 @click.group()
@@ -68,7 +62,7 @@ def pipeline(
     from services.broker import EmbeddedBroker, free_port
     from services.encoder import Encoder
     from services.publisher import Publisher, read_papers_jsonl
-    from services.stack import WorkerProcess
+    from services.stack import WorkerProcess, metric_sum
     from services.text import normalise, sentences_for_embedding
 
     settings = load_settings(**({"batch_size": batch_size} if batch_size else {}))

@@ -14,8 +14,12 @@ from typing import Any
 
 import click
 
+from services.bench import bench
 from services.errors import AstrostreamError
+from services.ingest.command import ingest
 from services.settings import ROLES, Settings, load_settings
+from services.subscribe import subscribe
+from trainer.cli import train
 
 log = logging.getLogger("astrostream")
 
@@ -190,24 +194,8 @@ def stats() -> None:
     click.echo(json.dumps(api_request(settings_or_exit(), "GET", "/stats"), indent=2))
 
 
-def _register_optional() -> None:
-    """Commands whose modules are optional extras of the package."""
-    for module, name in (
-        ("services.ingest.command", "ingest"),
-        ("services.subscribe", "subscribe"),
-        ("trainer.cli", "train"),
-        ("services.bench", "bench"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError as exc:
-            if exc.name and exc.name.startswith(module.split(".")[0] + "."):
-                continue
-            raise
-        cli.add_command(getattr(mod, name))
-
-
-_register_optional()
+for command in (ingest, subscribe, train, bench):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,12 @@ class WorkerProcess:
             f"condition not met after {timeout:.0f}s; last {path}: {body}\n{self.tail()}"
         )
 
+    def metric(self, name: str, labels: str = "") -> float:
+        """:func:`metric_sum` of this worker's ``/metrics``."""
+        status, text = self.get("/metrics")
+        assert status == 200, text
+        return metric_sum(text, name, labels)
+
     def kill(self) -> None:
         """SIGKILL: the crash case."""
         if self.proc is not None and self.proc.poll() is None:
@@ -134,6 +141,18 @@ class WorkerProcess:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def metric_sum(text: str, name: str, labels: str = "") -> float:
+    """Sum of a metric's samples in a Prometheus text exposition (0 when absent).
+
+    Args:
+        text: the body of ``/metrics``.
+        name: the exact sample name, e.g. ``astrostream_papers_indexed_total``.
+        labels: only samples whose label set contains this text, e.g. ``stage="encode"``.
+    """
+    pattern = re.compile(rf"^{re.escape(name)}(?:{{([^}}]*)}})? (\S+)$", re.M)
+    return sum(float(value) for found, value in pattern.findall(text) if labels in found)
 
 
 def _decode(raw: bytes, content_type: str) -> Any:

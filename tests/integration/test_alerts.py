@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 from helpers import consume_all, isolated_env, paper_bytes, produce, unique
 
 from services.broker import EmbeddedBroker
-from services.stack import WorkerProcess
+from services.stack import WorkerProcess, metric_sum
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +37,7 @@ class Stack:
         )
         self.received += len(records)
         self.worker.wait_for(
-            lambda text: metric(text, "astrostream_papers_received_total") >= self.received,
+            lambda text: metric_sum(text, "astrostream_papers_received_total") >= self.received,
             path="/metrics",
         )
 
@@ -53,14 +52,6 @@ class Stack:
         status, body = self.worker.get(f"/subscriptions/{sub_id}/alerts?{query}")
         assert status == 200, body
         return body["alerts"]
-
-
-def metric(text: Any, name: str) -> float:
-    """Sum of a metric's samples in a Prometheus exposition (0 when absent)."""
-    if not isinstance(text, str):
-        return 0.0
-    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", re.M)
-    return sum(float(v) for v in pattern.findall(text))
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +154,8 @@ def test_republishing_creates_no_new_alerts(stack: Stack) -> None:
     stack.publish(news)  # re-delivery: same version, same text
     stack.publish([{**r, "version": 2} for r in news[:5]])  # new version, unchanged text
     stack.worker.wait_for(
-        lambda t: metric(t, "astrostream_papers_indexed_total") >= SEEDS + NEW + 5, path="/metrics"
+        lambda t: metric_sum(t, "astrostream_papers_indexed_total") >= SEEDS + NEW + 5,
+        path="/metrics",
     )
     after = {k: stack.alerts(s["id"], sort="score") for k, s in stack.subs.items()}
     assert {k: sorted(a["alert_id"] for a in v) for k, v in after.items()} == {
@@ -258,9 +250,9 @@ def test_list_stats_metrics_and_delete(stack: Stack) -> None:
     status, stats = stack.worker.get("/stats")
     assert stats["subscriptions"] == len(stack.subs)
     status, text = stack.worker.get("/metrics")
-    assert metric(text, "astrostream_alerts_total") > 0
-    assert metric(text, "astrostream_subscriptions") == len(stack.subs)
-    assert metric(text, "astrostream_match_seconds_count") > 0
+    assert metric_sum(text, "astrostream_alerts_total") > 0
+    assert metric_sum(text, "astrostream_subscriptions") == len(stack.subs)
+    assert metric_sum(text, "astrostream_match_seconds_count") > 0
 
     sub_id = stack.subs.pop("strict")["id"]
     status, answer = stack.worker.request("DELETE", f"/subscriptions/{sub_id}", headers=AUTH)

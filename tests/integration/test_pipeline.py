@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,6 @@ pytestmark = pytest.mark.integration
 
 def expected_sentences(records: list[dict[str, Any]]) -> int:
     return sum(len(sentences_for_embedding(r["abstract"])) for r in records)
-
-
-def metric(worker: WorkerProcess, name: str) -> float:
-    """Sum of a metric's samples (all label sets) from /metrics."""
-    status, text = worker.get("/metrics")
-    assert status == 200
-    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", re.M)
-    return sum(float(v) for v in pattern.findall(text))
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +80,15 @@ def test_republishing_changes_no_count(
     env: dict[str, str],
     first100: list[dict[str, Any]],
 ) -> None:
-    received = metric(worker, "astrostream_papers_received_total")
+    received = worker.metric("astrostream_papers_received_total")
     produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(r) for r in first100])
     worker.wait_for(
-        lambda _: metric(worker, "astrostream_papers_received_total") >= received + 100, timeout=60
+        lambda _: worker.metric("astrostream_papers_received_total") >= received + 100, timeout=60
     )
     status, stats = worker.get("/stats")
     assert status == 200
     assert (stats["papers"], stats["sentences"]) == (indexed["papers"], indexed["sentences"])
-    assert metric(worker, "astrostream_papers_skipped_total") >= 100
+    assert worker.metric("astrostream_papers_skipped_total") >= 100
 
 
 def test_search_by_title_finds_the_paper(
@@ -204,10 +195,10 @@ def test_new_version_replaces_the_sentences(
     assert hits[0]["arxiv_id"] == v1["arxiv_id"]
 
     # A late re-delivery of v1 must not bring the old sentences back.
-    received = metric(worker, "astrostream_papers_received_total")
+    received = worker.metric("astrostream_papers_received_total")
     produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(v1)])
     worker.wait_for(
-        lambda _: metric(worker, "astrostream_papers_received_total") >= received + 1, timeout=60
+        lambda _: worker.metric("astrostream_papers_received_total") >= received + 1, timeout=60
     )
     paper = worker.get(f"/papers/{v1['arxiv_id']}")[1]
     assert paper["version"] == 2
@@ -215,11 +206,11 @@ def test_new_version_replaces_the_sentences(
 
 
 def test_metrics_move(indexed: dict[str, Any], worker: WorkerProcess) -> None:
-    assert metric(worker, "astrostream_papers_indexed_total") >= 100
-    assert metric(worker, "astrostream_sentences_indexed_total") >= indexed["sentences"]
-    assert metric(worker, "astrostream_end_to_end_lag_seconds_count") >= 100
-    assert metric(worker, "astrostream_stage_seconds_count") > 0
-    assert metric(worker, "astrostream_deadletters_total") >= 0
+    assert worker.metric("astrostream_papers_indexed_total") >= 100
+    assert worker.metric("astrostream_sentences_indexed_total") >= indexed["sentences"]
+    assert worker.metric("astrostream_end_to_end_lag_seconds_count") >= 100
+    assert worker.metric("astrostream_stage_seconds_count") > 0
+    assert worker.metric("astrostream_deadletters_total") >= 0
     status, text = worker.get("/metrics")
     assert "astrostream_model_info{" in text
 
