@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 from qdrant_client import models as qm
 
-from services import metrics
+from services import lexicon, metrics
 from services.embedder import IndexedPaper
 from services.errors import DependencyUnavailable
 from services.ids import alert_id
@@ -93,13 +93,15 @@ class AlertMatcher:
         *,
         aggregation: str = "lse",
         lexical_weight: float | None = None,
+        prior: CorpusStats | None = None,
     ) -> None:
         self.subs = subs
         self.publish = publish
         self.webhooks = webhooks
         self.aggregation = aggregation
         self.lexical_weight = lexical_weight
-        self.corpus = CorpusStats()
+        # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
+        self.corpus = prior.copy() if prior is not None else CorpusStats()
         self._bootstrapped = False
         self._meta: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
@@ -383,6 +385,7 @@ def install(app: Any, runtime: Any) -> Any:
         WebhookSender(allow_private),
         aggregation=settings.alert_aggregation,
         lexical_weight=settings.alert_lexical_weight,
+        prior=lexicon.prior(settings.alert_df_table),
     )
     runtime.alert_matcher = matcher
 

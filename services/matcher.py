@@ -80,6 +80,9 @@ class CorpusStats:
         self.docs += 1
         self.df.update(set(terms))
 
+    def copy(self) -> CorpusStats:
+        return CorpusStats(self.docs, Counter(self.df))
+
     def idf(self, term: str) -> float:
         """Smoothed IDF (as scikit-learn's ``smooth_idf``): unseen terms get the highest value."""
         return math.log((1 + self.docs) / (1 + self.df.get(term, 0))) + 1.0

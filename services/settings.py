@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     alert_lexical_weight: float = Field(
         0.8, ge=0, le=1, description="Weight of the TF-IDF score in an alert's paper score."
     )
+    alert_df_table: str = Field(
+        "bundled",
+        description=(
+            "Prior document frequencies of the alerts' TF-IDF: 'bundled' (astro-ph), "
+            "a table from `python -m services.lexicon`, or 'none'."
+        ),
+    )
     webhook_allow_private: bool = Field(
         False, description="Allow webhooks to loopback/private addresses (SSRF guard off)."
     )
@@ -122,6 +129,13 @@ class Settings(BaseSettings):
     def _safe_name(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}", value):
             raise ValueError("use letters, digits, '_', '.', '-' (max 81 chars)")
+        return value
+
+    @field_validator("alert_df_table")
+    @classmethod
+    def _df_table(cls, value: str) -> str:
+        if value not in ("bundled", "none") and not Path(value).is_file():
+            raise ValueError(f"no such file {value!r}; use 'bundled', 'none' or a table path")
         return value
 
     @property
