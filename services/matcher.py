@@ -30,7 +30,7 @@ AGGREGATIONS: tuple[str, ...] = ("max", "topk", "lse")
 DEFAULT_AGGREGATION: Aggregation = "lse"
 LSE_TAU = 0.05  # temperature of the soft mean; 0.02 behaves like max, 0.1 like the mean
 TOP_K = 3
-LEXICAL_WEIGHT = 0.8  # share of the TF-IDF cosine in the paper score (measured, see docs)
+LEXICAL_WEIGHT = 1.0  # share of the TF-IDF cosine in the paper score (measured, see docs)
 EVIDENCE = 3  # matches kept per alert
 
 # The token pattern of arxiv-sanity (a letter, then letters/digits): keeps "JWST", "H0", "z6".

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         "lse", description="Sentence-score aggregation per subscription (see docs/alerts.md)."
     )
     alert_lexical_weight: float = Field(
-        0.8, ge=0, le=1, description="Weight of the TF-IDF score in an alert's paper score."
+        1.0, ge=0, le=1, description="Weight of the TF-IDF score in an alert's paper score."
     )
     alert_df_table: str = Field(
         "bundled",

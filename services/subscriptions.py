@@ -41,7 +41,7 @@ MAX_QUERY_CHARS = 2000
 MAX_NAME_CHARS = 200
 MAX_CATEGORIES = 20
 MAX_SUBSCRIPTIONS_LISTED = 10_000
-DEFAULT_THRESHOLD = 0.15  # ~ the 98th percentile of unrelated papers (docs/alerts.md)
+DEFAULT_THRESHOLD = 0.05  # ~ the 99th percentile of unrelated papers (docs/alerts.md)
 
 
 def meta_collection(store: VectorStore) -> str:

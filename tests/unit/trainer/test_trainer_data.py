@@ -18,6 +18,7 @@ from trainer.data import (
     load_papers,
     mine_pairs,
     paper_sentences,
+    paper_text,
     sample_papers,
     time_split,
 )
@@ -216,12 +217,29 @@ def test_mining_strategies() -> None:
     )
 
 
+def test_coauthor_mining_pairs_papers_of_one_author() -> None:
+    a = paper("2501.00001", "2025-01-01", ABSTRACT, title="Disc winds", authors=["Ann Lee"])
+    b = paper("2501.00002", "2025-01-02", ABSTRACT, title="Jet power", authors=["ann lee", "Bo"])
+    c = paper("2501.00003", "2025-01-03", ABSTRACT, title="Dust", authors=["Bo"])
+    big = paper(
+        "2501.00004", "2025-01-04", ABSTRACT, title="Survey", authors=[f"P{i}" for i in range(30)]
+    )
+    crowd = paper("2501.00005", "2025-01-05", ABSTRACT, title="Halo", authors=["P1"])
+    pairs = {frozenset(p) for p in mine_pairs([a, b, c, big, crowd], "coauthor")}
+    # names match case-insensitively; a 30-author paper pairs with nothing
+    assert pairs == {
+        frozenset((paper_text(a), paper_text(b))),
+        frozenset((paper_text(b), paper_text(c))),
+    }
+    assert paper_text(a).startswith("Disc winds We measure the mass of [MATH_tex=M_\\odot]")
+
+
 def test_mining_is_seeded_without_duplicates_on_real_papers() -> None:
     papers = load_papers(SAMPLE)
     for strategy in MINING_STRATEGIES:
         pairs = mine_pairs(papers, strategy, seed=3)
         assert pairs == mine_pairs(papers, strategy, seed=3)
-        assert len(pairs) == len(set(pairs)) > len(papers)
+        assert len(pairs) == len(set(pairs)) > (0 if strategy == "coauthor" else len(papers))
         assert all(a != b and len(b.split()) >= 3 for a, b in pairs)
     with pytest.raises(ValueError, match="unknown mining"):
         mine_pairs(papers, "random")
