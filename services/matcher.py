@@ -7,7 +7,12 @@ interest collection and hands the hits to :func:`score_subscription`. Two signal
   returned, aggregated into one number (``max``, mean of the top-k, or a log-sum-exp
   "soft mean", see :func:`aggregate`);
 * lexical: the TF-IDF cosine between the paper and the centroid of the subscription's
-  interests, with document frequencies counted over the papers the worker has seen.
+  interests, with document frequencies from a prior table (``services.lexicon``) plus the
+  papers the worker has seen.
+
+With the bundled general-purpose model the default score is the lexical one alone
+(``LEXICAL_WEIGHT`` 1.0); the dense one is computed for the evidence and for models that
+earn a share.
 
 ``docs/alerts.md`` has the measurements behind the defaults.
 """
