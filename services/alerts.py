@@ -47,8 +47,6 @@ from services.webhooks import WebhookSender, webhook_body
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Tunables until they become Settings (ASTRO_ALERT_*; read with getattr so they take over).
-PERCOLATE_LIMIT = 256  # interest vectors returned per paper sentence
 QUERIES_PER_REQUEST = 256  # sentence searches per batched Qdrant request
 BOOTSTRAP_SENTENCES = 20_000  # indexed sentences read at start to seed the IDF
 META_CACHE = 10_000  # subscriptions whose metadata is kept in memory (they are immutable)
@@ -94,12 +92,14 @@ class AlertMatcher:
         aggregation: str = "lse",
         lexical_weight: float | None = None,
         prior: CorpusStats | None = None,
+        percolate_limit: int = 256,
     ) -> None:
         self.subs = subs
         self.publish = publish
         self.webhooks = webhooks
         self.aggregation = aggregation
         self.lexical_weight = lexical_weight
+        self.percolate_limit = percolate_limit
         # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
         self.corpus = prior.copy() if prior is not None else CorpusStats()
         self._bootstrapped = False
@@ -230,7 +230,7 @@ class AlertMatcher:
                 requests.append(
                     qm.QueryRequest(
                         query=vector.tolist(),
-                        limit=PERCOLATE_LIMIT,
+                        limit=self.percolate_limit,
                         with_payload=HIT_FIELDS,
                     )
                 )
@@ -386,6 +386,7 @@ def install(app: Any, runtime: Any) -> Any:
         aggregation=settings.alert_aggregation,
         lexical_weight=settings.alert_lexical_weight,
         prior=lexicon.prior(settings.alert_df_table),
+        percolate_limit=settings.alert_percolate_limit,
     )
     runtime.alert_matcher = matcher
 

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     alert_lexical_weight: float = Field(
         1.0, ge=0, le=1, description="Weight of the TF-IDF score in an alert's paper score."
     )
+    alert_percolate_limit: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description=(
+            "Interest vectors returned per new sentence: the subscriptions a paper can reach."
+        ),
+    )
     alert_df_table: str = Field(
         "bundled",
         description=(
