@@ -43,6 +43,29 @@ def cli() -> None:
     """astrostream: embed the astro-ph literature as it streams by, search it, get alerts."""
 
 
+def wait_for_kafka(settings: Settings) -> None:
+    """Exit with one clear line if Kafka does not answer within ``kafka_connect_timeout_s``.
+
+    Without this, Faust dies on an unreachable broker with a long traceback, after the model
+    has been loaded for nothing.
+    """
+
+    from services.publisher import Publisher
+
+    async def probe() -> None:
+        async with Publisher(settings, connect_timeout=settings.kafka_connect_timeout_s):
+            pass
+
+    # A private loop: asyncio.run() would unset the main thread's loop, which Faust reuses.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(probe())
+    except AstrostreamError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        loop.close()
+
+
 def run_worker(settings: Settings) -> None:
     """Load the model, open Qdrant and run a Faust worker until SIGINT/SIGTERM."""
     import faust
@@ -50,6 +73,7 @@ def run_worker(settings: Settings) -> None:
     from services.app import create_app
 
     setup_logging(settings.log_level)
+    wait_for_kafka(settings)
     try:
         app, _ = create_app(settings)
     except AstrostreamError as exc:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     embedded_broker_port: int = Field(
         9092, ge=1, le=65535, description="Port of the embedded broker."
     )
+    kafka_connect_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="How long a worker waits for Kafka at start."
+    )
     app_id: str = Field("astrostream", description="Faust app id = Kafka consumer group.")
     topic_papers: str = Field("astro.papers", description="Topic of incoming papers.")
     topic_alerts: str = Field("astro.alerts", description="Topic of similarity alerts.")
