@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from services.errors import ConfigError
+from services.errors import AstrostreamError, ConfigError
 from services.matcher import CorpusStats, term_counts
+from services.publisher import read_papers_jsonl
 
 BUNDLED_DF_TABLE = Path(__file__).parent / "data" / "astro-ph-df.tsv.gz"
 MIN_DF = 2  # terms seen once say nothing a missing term doesn't (both get the top IDF)
@@ -77,14 +77,11 @@ def prior(setting: str) -> CorpusStats | None:
     return load(BUNDLED_DF_TABLE if setting == "bundled" else Path(setting))
 
 
-def _papers(path: Path, before: str | None) -> Iterator[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                paper = json.loads(line)
-                if before is None or str(paper.get("announced", "")) < before:
-                    yield f"{paper.get('title', '')} {paper.get('abstract', '')}"
+def _texts(path: Path, before: str | None) -> Iterator[str]:
+    """Title + abstract of each paper in a JSONL(.gz) file, announced before ``before``."""
+    for paper in read_papers_jsonl(path):
+        if before is None or (paper.date or "") < before:
+            yield f"{paper.title} {paper.abstract}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", help="only papers announced before this date (YYYY-MM-DD)")
     parser.add_argument("--min-df", type=int, default=MIN_DF)
     args = parser.parse_args(argv)
-    stats = build(_papers(args.papers, args.before), args.min_df)
+    try:
+        stats = build(_texts(args.papers, args.before), args.min_df)
+    except AstrostreamError as exc:  # names the file and line of a bad record
+        parser.exit(1, f"nothing written: {exc}\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save(stats, args.out)
     print(f"{args.out}: {stats.docs} papers, {len(stats.df)} terms")

@@ -72,9 +72,16 @@ def test_command_line_builds_a_table_from_papers(tmp_path: Path) -> None:
         {"title": "Dark matter lensing", "abstract": "Halo.", "announced": "2025-01-03"},
         {"title": "Dark matter later", "abstract": "Halo.", "announced": "2026-01-01"},
     ]
+    rows = [{"arxiv_id": f"2501.0000{i}", **r} for i, r in enumerate(rows)]
     papers.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "df.tsv.gz"
     assert lexicon.main(["--papers", str(papers), "--out", str(out), "--before", "2025-12-01"]) == 0
     stats = lexicon.load(out)
     assert stats.docs == 2
     assert stats.df["dark matter"] == 2
+
+    papers.write_text(json.dumps({"title": "no id"}) + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        lexicon.main(["--papers", str(papers), "--out", str(tmp_path / "bad.tsv.gz")])
+    assert exit_info.value.code == 1
+    assert not (tmp_path / "bad.tsv.gz").exists()
