@@ -290,12 +290,8 @@ def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], f
             if status != 200:
                 raise RuntimeError(f"GET alerts: {status} {body}")
             rankings.append([a["arxiv_id"] for a in body["alerts"]])
-        _, text = worker.get("/metrics")
-        total_s = re.search(r"^astrostream_match_seconds_sum (\S+)$", text, re.M)
-        count = re.search(r"^astrostream_match_seconds_count (\S+)$", text, re.M)
-        per_batch = (
-            float(total_s.group(1)) / max(1.0, float(count.group(1))) if total_s and count else 0.0
-        )
+        batches = worker.metric("astrostream_match_seconds_count")
+        per_batch = worker.metric("astrostream_match_seconds_sum") / max(1.0, batches)
         return rankings, per_batch
     finally:
         worker.stop()
