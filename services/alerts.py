@@ -388,7 +388,6 @@ def install(app: Any, runtime: Any) -> Any:
         prior=lexicon.prior(settings.alert_df_table),
         percolate_limit=settings.alert_percolate_limit,
     )
-    runtime.alert_matcher = matcher
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
     async def _close_webhooks(sender: Any, **kwargs: Any) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from aiohttp import web
@@ -22,6 +22,9 @@ from services.rollout import Rollout, model_path, version_of
 from services.schemas import DeadLetter, ModelUpdate
 from services.settings import Settings
 from services.vectorstore import VectorStore
+
+if TYPE_CHECKING:
+    from services.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class Runtime:
         self.extra_checks: dict[str, Callable[[], Awaitable[str | None]]] = {}
         self.pipeline: EmbedPipeline
         self.rollout: Rollout
+        self.subscriptions: SubscriptionStore | None = None  # set by the api/alerts roles
 
     def swap_pipeline(self, encoder: Encoder, store: VectorStore) -> None:
         """Send newly arriving papers to another model's collections (rollout step)."""
@@ -50,9 +54,8 @@ class Runtime:
         previous = self.encoder
         self.encoder, self.store = encoder, store
         self.api.encoder, self.api.store = encoder, store
-        subscriptions = getattr(self, "subscriptions", None)
-        if subscriptions is not None:
-            subscriptions.store, subscriptions.encoder = store, encoder
+        if self.subscriptions is not None:
+            self.subscriptions.store, self.subscriptions.encoder = store, encoder
         metrics.MODEL.info(
             {
                 "model": str(encoder.name),

@@ -49,7 +49,6 @@ def wait_for_kafka(settings: Settings) -> None:
     Without this, Faust dies on an unreachable broker with a long traceback, after the model
     has been loaded for nothing.
     """
-
     from services.publisher import Publisher
 
     async def probe() -> None:
