@@ -48,8 +48,8 @@ from scipy import sparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services import lexicon, matcher  # noqa: E402
-from services.text import normalise  # noqa: E402
+from services.alerts import lexicon, matcher  # noqa: E402
+from services.core.text import normalise  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "astro-ph" / "astro-ph-train.jsonl.gz"
 # scikit-learn's English stop words are not at hand: arxiv-sanity's list is close to this one.
@@ -231,11 +231,11 @@ def embedding_baseline(ev: Evaluation, encoder: Any) -> list[list[str]]:
 # the real stack ----------------------------------------------------------------
 def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], float]:
     """Index seeds, subscribe through the API (threshold 0), publish candidates, read alerts."""
-    from services.broker import EmbeddedBroker, free_port
-    from services.publisher import Publisher
-    from services.schemas import Paper
-    from services.settings import load_settings
-    from services.stack import WorkerProcess
+    from benchmarks.stack import WorkerProcess
+    from services.core.schemas import Paper
+    from services.core.settings import load_settings
+    from services.kafka.broker import EmbeddedBroker, free_port
+    from services.kafka.publisher import Publisher
 
     seeds = sorted({x for s in ev.subscriptions for x in s.seeds})
     broker = EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log").start()
@@ -308,7 +308,7 @@ def lexical_scorer(
 ) -> Callable[[Subscription, str], float]:
     """The matcher's lexical score: the text the worker keeps (title + its sentences), IDF
     from ``prior`` plus every paper involved, cosine to the centroid of the seeds."""
-    from services.text import sentences_for_embedding
+    from services.core.text import sentences_for_embedding
 
     ids = sorted({x for s in ev.subscriptions for x in s.seeds} | set(ev.candidates))
     counts = {
@@ -332,8 +332,8 @@ def lexical_scorer(
 
 def ablation(ev: Evaluation, encoder: Any) -> dict[str, list[list[str]]]:
     """Scoring variants on full sentence matrices, embedded here exactly as the worker does."""
-    from services.embedder import paper_vector
-    from services.text import sentences_for_embedding
+    from services.core.text import sentences_for_embedding
+    from services.embed.pipeline import paper_vector
 
     ids = sorted({x for s in ev.subscriptions for x in s.seeds} | set(ev.candidates))
     texts_of = {i: sentences_for_embedding(ev.papers[i]["abstract"]) for i in ids}
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ours, match_s = run_stack(ev, workdir, args.k)
         tfidf = tfidf_baseline(ev, rows)
-        from services.encoder import Encoder
+        from services.models.encoder import Encoder
 
         # The same model as the worker (ASTRO_MODEL, default the bundled one).
         encoder = Encoder(os.environ.get("ASTRO_MODEL", "bundled"), "cpu", 32, 256)

@@ -46,7 +46,7 @@ def main() -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from services.encoder import resolve_model
+    from services.models.encoder import resolve_model
     from trainer.data import DEFAULT_MINING, load_papers, mine_pairs, paper_sentences
     from trainer.train import TrainConfig, fine_tune, load_model
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from helpers import isolated_env, unique
 
-from services.broker import EmbeddedBroker, free_port
-from services.schemas import Paper
-from services.stack import WorkerProcess
+from benchmarks.stack import WorkerProcess
+from services.core.schemas import Paper
+from services.kafka.broker import EmbeddedBroker, free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -9,8 +9,8 @@ import threading
 import uuid
 from typing import Any
 
-from services.ingest.fake_arxiv import FakeArxiv
-from services.ingest.fake_pages import FakePaper
+from fakes.fake_arxiv import FakeArxiv
+from fakes.fake_pages import FakePaper
 
 _ids = itertools.count()
 

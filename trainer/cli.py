@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from services.encoder import (
+from services.core.errors import AstrostreamError
+from services.core.logs import setup_logging
+from services.core.settings import load_settings
+from services.models.encoder import (
     BUNDLED,
     BUNDLED_VERSION,
     bundled_model_path,
     derive_model_version,
     resolve_model,
 )
-from services.errors import AstrostreamError
-from services.settings import load_settings
 from trainer.data import DEFAULT_MINING, MINING_STRATEGIES
 from trainer.pipeline import TrainOptions, run_training
 from trainer.registry import slug
@@ -141,11 +141,7 @@ def train(
         raise click.UsageError("give exactly one of --papers or --pairs")
     if force and no_promote:
         raise click.UsageError("--force and --no-promote contradict each other")
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging("info")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads:
         import torch

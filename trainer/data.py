@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from services.errors import BadRecord
-from services.publisher import read_papers_jsonl
-from services.schemas import Paper
-from services.text import normalise, sentences_for_embedding
+from services.core.errors import BadRecord
+from services.core.schemas import Paper
+from services.core.text import normalise, sentences_for_embedding
+from services.kafka.publisher import read_papers_jsonl
 from trainer.errors import TrainingDataError
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.errors import AstrostreamError
+from services.core.errors import AstrostreamError
 
 
 class TrainerError(AstrostreamError):

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from services.schemas import Paper
-from services.text import normalise
+from services.core.schemas import Paper
+from services.core.text import normalise
 from trainer.data import Pair, paper_sentences
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.schemas import ModelUpdate
-from services.settings import Settings
+from services.core.schemas import ModelUpdate
+from services.core.settings import Settings
 from trainer.data import (
     DEFAULT_MINING,
     Pair,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.broker import port_open
-from services.publisher import Publisher, encode_json
-from services.schemas import ModelUpdate
-from services.settings import Settings
+from services.core.schemas import ModelUpdate
+from services.core.settings import Settings
+from services.kafka.broker import port_open
+from services.kafka.publisher import Publisher, encode_json
 
 log = logging.getLogger(__name__)
 

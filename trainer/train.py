@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from services.encoder import bundled_model_path
+from services.models.encoder import bundled_model_path
 from trainer.data import Pair
 from trainer.errors import BaseModelError, TrainingDataError
 

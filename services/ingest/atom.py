@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Sequence
 from xml.etree.ElementTree import Element
 
+from services.core.schemas import split_arxiv_id
+from services.core.settings import DEFAULT_CATEGORIES
 from services.ingest.records import (
     Listing,
     MalformedPage,
@@ -19,8 +21,6 @@ from services.ingest.records import (
     text_of,
     unique,
 )
-from services.schemas import split_arxiv_id
-from services.settings import DEFAULT_CATEGORIES
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"

@@ -25,10 +25,10 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from services.errors import DependencyUnavailable
+from services.core.errors import DependencyUnavailable
+from services.core.settings import Settings
 from services.ingest import metrics
 from services.ingest.records import SourceError
-from services.settings import Settings
 
 log = logging.getLogger(__name__)
 

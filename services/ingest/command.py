@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import logging
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
@@ -15,7 +14,9 @@ from typing import cast
 import click
 from aiokafka.errors import KafkaError
 
-from services.errors import AstrostreamError, ConfigError, DependencyUnavailable
+from services.core.errors import AstrostreamError, ConfigError, DependencyUnavailable
+from services.core.logs import setup_logging
+from services.core.settings import Settings, load_settings
 from services.ingest.poller import (
     API_PAGE_SIZE,
     SOURCES,
@@ -26,8 +27,7 @@ from services.ingest.poller import (
 )
 from services.ingest.records import SourceError
 from services.ingest.worker import serve
-from services.publisher import Publisher
-from services.settings import Settings, load_settings
+from services.kafka.publisher import Publisher
 
 log = logging.getLogger("services.ingest")
 
@@ -100,7 +100,7 @@ def ingest(
         raise click.ClickException(str(exc)) from None
     if min_interval is not None:
         settings = settings.model_copy(update={"ingest_min_interval_s": min_interval})
-    _configure_logging(settings)
+    setup_logging(settings.log_level)
     if metrics_port:
         from prometheus_client import start_http_server
 
@@ -182,15 +182,6 @@ def _source_url(settings: Settings, source: str) -> str:
         "rss": settings.arxiv_rss_url,
         "oai": settings.arxiv_oai_url,
     }[source]
-
-
-def _configure_logging(settings: Settings) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from xml.etree.ElementTree import Element
 
+from services.core.schemas import split_arxiv_id
 from services.ingest.records import (
     Listing,
     MalformedPage,
@@ -28,7 +29,6 @@ from services.ingest.records import (
     text_of,
     unique,
 )
-from services.schemas import split_arxiv_id
 
 OAI = "{http://www.openarchives.org/OAI/2.0/}"
 ARXIV = "{http://arxiv.org/OAI/arXiv/}"

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from services.errors import AstrostreamError, DependencyUnavailable
+from services.core.errors import AstrostreamError, DependencyUnavailable
+from services.core.settings import Settings
 from services.ingest import metrics
 from services.ingest.client import PoliteClient
 from services.ingest.records import Page
@@ -32,7 +33,6 @@ from services.ingest.sources import (
     walk_rss,
 )
 from services.ingest.state import IngestState
-from services.settings import Settings
 
 __all__ = [
     "API_PAGE_SIZE",

@@ -16,8 +16,8 @@ import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 from pydantic import ValidationError
 
-from services.errors import AstrostreamError
-from services.schemas import Paper
+from services.core.errors import AstrostreamError
+from services.core.schemas import Paper
 
 
 class MalformedPage(AstrostreamError):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from xml.etree.ElementTree import Element
 
+from services.core.schemas import split_arxiv_id
 from services.ingest.records import (
     Listing,
     MalformedPage,
@@ -26,7 +27,6 @@ from services.ingest.records import (
     text_of,
     unique,
 )
-from services.schemas import split_arxiv_id
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from services.core.schemas import Paper
+from services.core.settings import Settings
 from services.ingest import metrics
 from services.ingest.atom import MAX_OFFSET, api_params, parse_atom
 from services.ingest.client import PoliteClient, Response
@@ -27,8 +29,6 @@ from services.ingest.oai import OaiError, list_records_params, parse_oai
 from services.ingest.records import MalformedPage, Page, in_categories
 from services.ingest.rss import parse_feed
 from services.ingest.state import IngestState
-from services.schemas import Paper
-from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ SKIP_REASONS = (
 
 
 class PaperSink(Protocol):
-    """Where papers go: :class:`services.publisher.Publisher` or anything that acks like it."""
+    """Where papers go: :class:`services.kafka.publisher.Publisher` or anything that acks like it."""
 
     async def publish_papers(self, papers: Iterable[Paper]) -> int: ...
 

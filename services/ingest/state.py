@@ -16,9 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from services.core.schemas import Paper
+from services.core.settings import Settings
 from services.ingest.records import Listing, content_digest
-from services.schemas import Paper
-from services.settings import Settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS papers (

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from services.errors import DependencyUnavailable
+from services.core.errors import DependencyUnavailable
+from services.core.settings import Settings
 from services.ingest.poller import API_PAGE_SIZE, Source, run_forever
-from services.publisher import Publisher
-from services.settings import Settings
+from services.kafka.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,16 @@ async def serve(
             await publisher.stop()
 
 
-def install(app: Any, runtime: Any) -> None:
-    """Run the ingest role inside a Faust worker (``services.app.create_app`` calls this).
+def install(app: Any, settings: Settings) -> Callable[[], Awaitable[str | None]]:
+    """Run the ingest role inside a Faust worker (``services.worker.app.create_app`` calls this).
 
     Run the role in one process per deployment: each ingest process keeps its own state file,
     so two of them would publish every paper twice (harmless downstream, where writes are
-    idempotent, but wasteful). A readiness check reports the loop if it ever dies.
+    idempotent, but wasteful).
+
+    Returns:
+        A readiness check that reports the loop if it ever dies.
     """
-    settings: Settings = runtime.settings
     stop = asyncio.Event()
     failure: list[str] = []
 
@@ -73,6 +76,4 @@ def install(app: Any, runtime: Any) -> None:
     async def check() -> str | None:
         return f"ingest loop stopped ({failure[-1]})" if failure else None
 
-    extra_checks = getattr(runtime, "extra_checks", None)
-    if isinstance(extra_checks, dict):
-        extra_checks["ingest"] = check
+    return check

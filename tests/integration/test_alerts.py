@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from helpers import consume_all, isolated_env, paper_bytes, produce, unique
 
-from services.broker import EmbeddedBroker
-from services.stack import WorkerProcess, metric_sum
+from benchmarks.stack import WorkerProcess, metric_sum
+from services.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -264,7 +264,7 @@ def test_list_stats_metrics_and_delete(stack: Stack) -> None:
 def test_subscribe_cli(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from services.subscribe import subscribe
+    from services.cli.subscribe import subscribe
 
     monkeypatch.setenv("ASTRO_API_URL", stack.worker.base)
     monkeypatch.setenv("ASTRO_API_TOKEN", TOKEN)

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from fakes.fake_arxiv import FakeArxiv
+from fakes.fake_pages import FakePaper, render_api
 from helpers import ServedArxiv
 
-from services.broker import EmbeddedBroker, free_port
-from services.ingest.fake_arxiv import FakeArxiv
-from services.ingest.fake_pages import FakePaper, render_api
+from services.core.settings import Settings
 from services.ingest.poller import poll_once
 from services.ingest.state import IngestState
 from services.ingest.worker import serve
-from services.publisher import Publisher
-from services.settings import Settings
+from services.kafka.broker import EmbeddedBroker, free_port
+from services.kafka.publisher import Publisher
 
 pytestmark = pytest.mark.integration
 

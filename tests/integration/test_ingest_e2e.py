@@ -12,11 +12,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from fakes.fake_pages import FakePaper
 from helpers import ServedArxiv
 
-from services.broker import EmbeddedBroker
-from services.ingest.fake_pages import FakePaper
-from services.text import sentences_for_embedding
+from services.core.text import sentences_for_embedding
+from services.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 

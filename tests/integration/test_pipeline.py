@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from helpers import consume_all, isolated_env, paper_bytes, produce
 
-from services.broker import EmbeddedBroker
-from services.stack import WorkerProcess
-from services.text import sentences_for_embedding
+from benchmarks.stack import WorkerProcess
+from services.core.text import sentences_for_embedding
+from services.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -256,7 +256,7 @@ def test_a_real_prometheus_scrapes_the_worker(
     import time
     import urllib.request
 
-    from services.broker import free_port
+    from services.kafka.broker import free_port
 
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus package is missing: apt-get install -y prometheus"

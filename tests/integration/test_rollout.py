@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from helpers import paper_bytes, produce
 
-from services.broker import EmbeddedBroker
-from services.encoder import bundled_model_path
-from services.schemas import ModelUpdate
-from services.stack import WorkerProcess
+from benchmarks.stack import WorkerProcess
+from services.core.schemas import ModelUpdate
+from services.kafka.broker import EmbeddedBroker
+from services.models.encoder import bundled_model_path
 
 pytestmark = pytest.mark.integration
 

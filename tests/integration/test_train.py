@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import consume_all
 
-from services.broker import EmbeddedBroker
-from services.schemas import ModelUpdate
+from services.core.schemas import ModelUpdate
+from services.kafka.broker import EmbeddedBroker
 from trainer.data import load_papers, mine_pairs
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from services.broker import free_port
-from services.cli import cli
+from services.cli.commands import cli
+from services.kafka.broker import free_port
 
 
 @pytest.mark.parametrize("command", ["worker", "up"])

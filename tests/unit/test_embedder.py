@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.embedder import EmbedPipeline, RawRecord, decode_record, latest_per_paper
-from services.errors import BadRecord, VectorStoreUnavailable
-from services.schemas import DeadLetter, Paper
-from services.settings import Settings
-from services.text import sentences_for_embedding
-from services.vectorstore import VectorStore
+from services.core.errors import BadRecord, VectorStoreUnavailable
+from services.core.schemas import DeadLetter, Paper
+from services.core.settings import Settings
+from services.core.text import sentences_for_embedding
+from services.embed.pipeline import EmbedPipeline, RawRecord, decode_record, latest_per_paper
+from services.store.binding import Binding
+from services.store.vectorstore import VectorStore
 
 DIM = 16
 
@@ -62,7 +63,7 @@ def make(failures: int = 0, **overrides: Any) -> tuple[EmbedPipeline, FlakyStore
     async def dead(letter: DeadLetter) -> None:
         letters.append(letter)
 
-    pipeline = EmbedPipeline(settings, FakeEncoder(), store, dead)
+    pipeline = EmbedPipeline(settings, Binding(FakeEncoder(), store), dead)
     pipeline.max_backoff_s = 0.02
     return pipeline, store, letters
 

@@ -1,4 +1,4 @@
-"""Unit tests of services.lexicon: the prior document-frequency table of the alerts' IDF."""
+"""Unit tests of services.alerts.lexicon: the prior document-frequency table of the alerts' IDF."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services import lexicon
-from services.errors import ConfigError
-from services.settings import load_settings
+from services.alerts import lexicon
+from services.core.errors import ConfigError
+from services.core.settings import load_settings
 
 
 def test_build_counts_documents_and_drops_rare_terms() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of services.matcher: tokens, TF-IDF, aggregations, fusion and evidence (no I/O)."""
+"""Unit tests of services.alerts.matcher: tokens, TF-IDF, aggregations, fusion and evidence (no I/O)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from services.matcher import (
+from services.alerts.matcher import (
     CorpusStats,
     Entry,
     aggregate,

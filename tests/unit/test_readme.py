@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.settings import Settings, markdown_table
+from services.core.settings import Settings, markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -13,7 +13,7 @@ def test_configuration_table_matches_settings() -> None:
     text = README.read_text()
     begin, end = "<!-- settings:begin -->\n", "\n<!-- settings:end -->"
     block = text[text.index(begin) + len(begin) : text.index(end)]
-    assert block == markdown_table(), "regenerate: python -m services.settings --write"
+    assert block == markdown_table(), "regenerate: python -m services.core.settings --write"
     for name in Settings.model_fields:
         assert f"`ASTRO_{name.upper()}`" in block
 

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from services import ids
-from services.errors import ConfigError
-from services.schemas import DeadLetter, Paper, split_arxiv_id
-from services.settings import Settings, load_settings
+from services.core import ids
+from services.core.errors import ConfigError
+from services.core.schemas import DeadLetter, Paper, split_arxiv_id
+from services.core.settings import Settings, load_settings
 
 
 @pytest.mark.parametrize(

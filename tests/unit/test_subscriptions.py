@@ -9,21 +9,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.alerts import AlertMatcher
-from services.api import ApiError
-from services.embedder import IndexedPaper, RawRecord, paper_payload, sentence_payload
-from services.errors import NotFound
-from services.ids import paper_point_id, sentence_point_id
-from services.schemas import Alert, Paper
-from services.settings import load_settings
-from services.subscriptions import (
+from services.alerts.hook import AlertMatcher
+from services.alerts.subscriptions import (
     MAX_INTERESTS,
     SubscriptionStore,
     check_subscription_id,
     parse_request,
 )
-from services.vectorstore import VectorStore
-from services.webhooks import WebhookSender
+from services.alerts.webhooks import WebhookSender
+from services.core.errors import InvalidSubscription, NotFound, UnknownPaper
+from services.core.ids import paper_point_id, sentence_point_id
+from services.core.schemas import Alert, Paper
+from services.core.settings import load_settings
+from services.embed.pipeline import IndexedPaper, RawRecord, paper_payload, sentence_payload
+from services.store.binding import Binding
+from services.store.vectorstore import VectorStore
 
 DIM = 8
 
@@ -48,10 +48,9 @@ DIM = 8
     ],
 )
 def test_invalid_requests_are_refused_with_the_reason(body: Any, message: str) -> None:
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(InvalidSubscription) as err:
         parse_request(body)
-    assert err.value.status == 400
-    assert message in err.value.message
+    assert message in str(err.value)
 
 
 def test_valid_request_is_normalised() -> None:
@@ -119,7 +118,7 @@ def subs() -> SubscriptionStore:
     settings = load_settings(qdrant_path=":memory:")
     store = VectorStore(settings, DIM, "test")
     store.ensure_collections()
-    subscriptions = SubscriptionStore(store, FakeEncoder())
+    subscriptions = SubscriptionStore(Binding(FakeEncoder(), store))
     subscriptions.ensure_sync()
     return subscriptions
 
@@ -134,12 +133,10 @@ def test_create_read_list_delete(subs: SubscriptionStore) -> None:
     )
 
     async def go() -> None:
-        with pytest.raises(ApiError) as err:
+        with pytest.raises(UnknownPaper) as err:
             await subs.create(parse_request({"arxiv_ids": ["2501.00001", "2501.09999"]}), False)
-        assert (err.value.status, err.value.message) == (
-            422,
-            "unknown arXiv id(s): 2501.09999 (not indexed yet)",
-        )
+        assert err.value.arxiv_ids == ["2501.09999"]
+        assert str(err.value) == "unknown arXiv id(s): 2501.09999 (not indexed yet)"
         created = await subs.create(
             parse_request(
                 {"name": "bars", "queries": ["galactic bars"], "arxiv_ids": ["2501.00001"]}
@@ -228,7 +225,7 @@ def test_matcher_alerts_once_with_evidence_and_skips_seeds(subs: SubscriptionSto
 def test_new_alerts_are_posted_to_the_webhook_signed(subs: SubscriptionStore) -> None:
     from aiohttp import web
 
-    from services.webhooks import SIGNATURE_HEADER, verify
+    from services.alerts.webhooks import SIGNATURE_HEADER, verify
 
     seed = paper("2501.00001", "Bars in disc galaxies")
     index(subs.store, seed, ["Bars drive gas inwards."], unit(1)[None, :])
@@ -251,7 +248,7 @@ def test_new_alerts_are_posted_to_the_webhook_signed(subs: SubscriptionStore) ->
             "threshold": 0,
             "webhook": f"http://127.0.0.1:{port}/hook",
         }
-        with pytest.raises(ApiError, match="private or loopback"):
+        with pytest.raises(InvalidSubscription, match="private or loopback"):
             await subs.create(parse_request(body), allow_private=False)
         created = await subs.create(parse_request(body), allow_private=True)
         secret = created["webhook_secret"]

@@ -1,4 +1,4 @@
-"""Unit tests of services.text: tricky LaTeX/abbreviation cases and properties over real abstracts."""
+"""Unit tests of services.core.text: tricky LaTeX/abbreviation cases and properties over real abstracts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.text import normalise, sentences_for_embedding, split_sentences
+from services.core.text import normalise, sentences_for_embedding, split_sentences
 
 # 120 whole JSON lines of shared/data/astro-ph/astro-ph-train.jsonl.gz, in file order, picked by
 # sorted(random.Random(42).sample(range(n_lines), 120)). Integration tests read this file too.

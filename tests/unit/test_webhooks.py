@@ -1,4 +1,4 @@
-"""Unit tests of services.webhooks: signatures, the SSRF guard, retries against a real local server."""
+"""Unit tests of services.alerts.webhooks: signatures, the SSRF guard, retries against a real local server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from services.webhooks import (
+from services.alerts.webhooks import (
     SIGNATURE_HEADER,
     UnsafeUrl,
     WebhookSender,

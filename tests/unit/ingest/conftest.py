@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from ingest_support import MemorySink, load_records
 
-from services.settings import Settings
+from services.core.settings import Settings
 
 
 @pytest.fixture(scope="session")

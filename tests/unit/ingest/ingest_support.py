@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from services.ingest.fake_pages import FakePaper
-from services.schemas import Paper
+from fakes.fake_pages import FakePaper
+
+from services.core.schemas import Paper
 
 ARXIV_DATA = Path(__file__).resolve().parents[2] / "data" / "arxiv"
 # Submission times for the fake server: two days before the announcement, a minute apart.

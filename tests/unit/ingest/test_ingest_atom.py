@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from ingest_support import load_records, sample
 
+from services.core.settings import DEFAULT_CATEGORIES
 from services.ingest.atom import api_params, category_query, parse_atom, submitted_window
 from services.ingest.records import MalformedPage, SourceError, content_digest
-from services.settings import DEFAULT_CATEGORIES
 
 
 def test_real_api_response() -> None:

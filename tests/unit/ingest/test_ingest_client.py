@@ -9,10 +9,11 @@ import random
 import re
 
 import pytest
+from fakes.fake_arxiv import FakeArxiv
 from ingest_support import gaps
 
-from services.broker import free_port
-from services.errors import DependencyUnavailable
+from services.core.errors import DependencyUnavailable
+from services.core.settings import Settings
 from services.ingest.client import (
     PoliteClient,
     Schedule,
@@ -20,9 +21,8 @@ from services.ingest.client import (
     default_user_agent,
     parse_retry_after,
 )
-from services.ingest.fake_arxiv import FakeArxiv
 from services.ingest.records import SourceError
-from services.settings import Settings
+from services.kafka.broker import free_port
 
 
 def test_spacing_user_agent_and_single_connection() -> None:

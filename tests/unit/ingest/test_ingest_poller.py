@@ -8,13 +8,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from fakes.fake_arxiv import FakeArxiv
+from fakes.fake_pages import render_api, render_rss
 from ingest_support import BASE_TIME, MemorySink, fake_papers, gaps
 
-from services.ingest.fake_arxiv import FakeArxiv
-from services.ingest.fake_pages import render_api, render_rss
+from services.core.settings import Settings
 from services.ingest.poller import PollResult, poll_once, run_forever
 from services.ingest.state import IngestState
-from services.settings import Settings
 
 SINCE = dt.date(2025, 12, 1)
 

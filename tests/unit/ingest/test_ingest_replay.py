@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from ingest_support import ARXIV_DATA, MemorySink
 
+from services.core.settings import Settings
 from services.ingest.poller import replay_file
 from services.ingest.records import MalformedPage
 from services.ingest.replay import read_replay
-from services.settings import Settings
 
 
 @pytest.mark.parametrize(

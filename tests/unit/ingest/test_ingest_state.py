@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from services.core.schemas import Paper
 from services.ingest.records import Listing, content_digest
 from services.ingest.state import Decision, IngestState, Seen, decide
-from services.schemas import Paper
 
 
 def listing(

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import faust
 from prometheus_client import REGISTRY, generate_latest
 
 import services.ingest.metrics  # noqa: F401 - registers the metrics
+from services.core.settings import Settings
 from services.ingest.worker import install
-from services.settings import Settings
 
 
 def test_install_registers_a_task_and_a_readiness_check(settings: Settings) -> None:
     app = faust.App("ingest-install-test", broker="kafka://127.0.0.1:1", autodiscover=False)
-    runtime = SimpleNamespace(settings=settings, extra_checks={})
     tasks_before = len(app._app_tasks)
-    install(app, runtime)
+    check = install(app, settings)
     assert len(app._app_tasks) == tasks_before + 1
-    assert asyncio.run(runtime.extra_checks["ingest"]()) is None
+    assert asyncio.run(check()) is None
 
 
 def test_metric_names() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from services.schemas import Paper
+from services.core.schemas import Paper
 from trainer.data import (
     MINING_STRATEGIES,
     holdout_pairs,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from services.broker import free_port
-from services.schemas import ModelUpdate
-from services.settings import Settings
+from services.core.schemas import ModelUpdate
+from services.core.settings import Settings
+from services.kafka.broker import free_port
 from trainer import publish
 
 UPDATE = ModelUpdate(name="m", version="20260301000000", path="/models/m-20260301000000")

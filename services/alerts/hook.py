@@ -1,0 +1,332 @@
+"""The alert matcher: the embed stage's hook that percolates new papers into subscriptions.
+
+For each newly embedded paper, every sentence vector is searched *into* the interest
+collection (one batched request per micro-batch: the cost grows with the papers, not with
+the number of subscriptions). The hits are grouped per subscription and scored by
+``services.alerts.matcher``; papers at or above a subscription's threshold become alerts, published
+on ``astro.alerts`` and stored under their deterministic ``alert_id``.
+
+Delivery: an alert is published (and the broker has acknowledged it) before it is stored,
+and both happen before the embed stage marks the paper done. A crash in between re-runs
+the match: an alert already stored is never published again; one published but not yet
+stored is published once more with the same ``alert_id`` (at-least-once, deduplicated by
+id). A new version of an alerted paper never publishes a second alert: an unchanged text
+leaves the stored alert as it is, a changed text updates its score and evidence in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from prometheus_client import Counter, Gauge, Histogram
+from qdrant_client import models as qm
+
+from services.alerts.matcher import (
+    CorpusStats,
+    Entry,
+    centroid,
+    cosine,
+    score_subscription,
+    term_counts,
+    tfidf,
+)
+from services.alerts.subscriptions import SubscriptionStore
+from services.alerts.webhooks import WebhookSender, webhook_body
+from services.core import metrics
+from services.core.errors import DependencyUnavailable
+from services.core.ids import alert_id
+from services.core.retry import until_available
+from services.core.schemas import Alert, Match
+from services.embed.pipeline import IndexedPaper
+from services.store.vectorstore import VectorStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+QUERIES_PER_REQUEST = 256  # sentence searches per batched Qdrant request
+BOOTSTRAP_SENTENCES = 20_000  # indexed sentences read at start to seed the IDF
+META_CACHE = 10_000  # subscriptions whose metadata is kept in memory (they are immutable)
+IDF_REFRESH = 0.05  # recompute a subscription's TF-IDF centroid when the corpus grew by 5 %
+MAX_ALERTS_LIMIT = 500
+HIT_FIELDS = ["subscription_id", "interest"]
+
+SUBSCRIPTIONS = Gauge(
+    "astrostream_subscriptions", "Subscriptions, as last counted by this process."
+)
+MATCH_SECONDS = Histogram(
+    "astrostream_match_seconds",
+    "Time to match a micro-batch of new papers against all subscriptions.",
+    buckets=metrics.LATENCY_BUCKETS,
+)
+ALERTS = Counter("astrostream_alerts", "Alerts published to the alerts topic.")
+ALERTS_UPDATED = Counter(
+    "astrostream_alerts_updated",
+    "Stored alerts re-scored for a changed version (not re-published).",
+)
+ALERTS_PER_PAPER = Histogram(
+    "astrostream_alerts_per_paper",
+    "New alerts per new paper (how many subscriptions it matched).",
+    buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+
+
+class AlertMatcher:
+    """The embed stage's ``on_indexed`` hook: match, publish, store, notify.
+
+    Args:
+        subs: subscription and alert storage.
+        publish: awaits until the broker holds the alerts.
+        webhooks: background webhook delivery.
+    """
+
+    def __init__(
+        self,
+        subs: SubscriptionStore,
+        publish: Callable[[list[Alert]], Awaitable[None]],
+        webhooks: WebhookSender,
+        *,
+        aggregation: str = "lse",
+        lexical_weight: float | None = None,
+        prior: CorpusStats | None = None,
+        percolate_limit: int = 256,
+    ) -> None:
+        self.subs = subs
+        self.publish = publish
+        self.webhooks = webhooks
+        self.aggregation = aggregation
+        self.lexical_weight = lexical_weight
+        self.percolate_limit = percolate_limit
+        # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
+        self.corpus = prior.copy() if prior is not None else CorpusStats()
+        self._bootstrapped = False
+        self._meta: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
+        self.max_backoff_s = 30.0
+
+    @property
+    def store(self) -> VectorStore:
+        """The live model's store (a rollout moves ``subs`` to the new collections)."""
+        return self.subs.store
+
+    async def __call__(self, papers: list[IndexedPaper]) -> None:
+        if not papers:
+            return
+        started = time.perf_counter()
+        try:
+            await self.match(papers)
+        except (DependencyUnavailable, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # A bug here must not dead-letter papers that are indexed fine: log it, count it.
+            metrics.ERRORS.labels("alerts", type(exc).__name__).inc()
+            log.exception("alert matching failed for %d papers", len(papers))
+        finally:
+            MATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def match(self, papers: list[IndexedPaper]) -> list[Alert]:
+        """Score the papers against every subscription they reach; returns the new alerts."""
+        if not self._bootstrapped:
+            await self._bootstrap({p.paper.arxiv_id for p in papers})
+        counts = []
+        for item in papers:
+            terms = term_counts(" ".join([item.paper.title, *item.sentences]))
+            self.corpus.add(terms)
+            counts.append(terms)
+        if not await self._call(self._any_interests):
+            return []  # no subscriptions: skip the searches (costly in local mode)
+        hits = await self._percolate(papers)
+        metas = await self._metas(sorted({sub for per in hits for sub in per}))
+
+        candidates: list[tuple[IndexedPaper, Alert]] = []
+        per_paper = [0] * len(papers)
+        for row, (item, paper_hits) in enumerate(zip(papers, hits, strict=True)):
+            paper = item.paper
+            vector = tfidf(counts[row], self.corpus)
+            for sub_id, entries in paper_hits.items():
+                meta = metas.get(sub_id)
+                if meta is None or paper.arxiv_id in meta.get("arxiv_ids", []):
+                    continue  # being created or deleted, or one of its own seed papers
+                wanted = meta.get("categories") or []
+                if wanted and not set(wanted) & set(paper.categories):
+                    continue
+                scored = score_subscription(
+                    entries,
+                    sentences=len(item.sentences),
+                    interest_points=int(meta.get("points") or len(entries)),
+                    lexical=cosine(vector, self._centroid(meta)),
+                    method=self.aggregation,
+                    **({"weight": self.lexical_weight} if self.lexical_weight is not None else {}),
+                )
+                if scored.score < float(meta.get("threshold", 0.0)):
+                    continue
+                matches = [
+                    Match(
+                        sentence=item.sentences[e.sentence_index],
+                        sentence_index=e.sentence_index,
+                        interest=e.interest,
+                        score=round(e.score, 6),
+                    )
+                    for e in scored.evidence
+                ]
+                alert = Alert(
+                    alert_id=alert_id(sub_id, paper.arxiv_id),
+                    subscription_id=sub_id,
+                    arxiv_id=paper.arxiv_id,
+                    version=paper.version,
+                    title=paper.title,
+                    score=round(scored.score, 6),
+                    matches=matches,
+                    model_version=self.store.model_version,
+                )
+                candidates.append((item, alert))
+        existing = await self._call(
+            self.subs.existing_alerts_sync, [a.alert_id for _, a in candidates]
+        )
+        fresh: list[tuple[IndexedPaper, Alert]] = []
+        updates: list[dict[str, Any]] = []
+        for item, alert in candidates:
+            old = existing.get(alert.alert_id)
+            if old is None:
+                fresh.append((item, alert))
+            elif old.get("digest") != item.digest:
+                # A changed version: refresh the stored score and evidence, publish nothing.
+                kept = {"created_at": old.get("created_at"), "created_ts": old.get("created_ts")}
+                updates.append({**_payload(alert, item.digest), **kept})
+        if fresh:
+            await self.publish([a for _, a in fresh])
+        await self._call(
+            self.subs.put_alerts_sync, [_payload(a, i.digest) for i, a in fresh] + updates
+        )
+        ALERTS.inc(len(fresh))
+        ALERTS_UPDATED.inc(len(updates))
+        index = {id(item): row for row, item in enumerate(papers)}
+        for item, alert in fresh:
+            per_paper[index[id(item)]] += 1
+            webhook = metas[alert.subscription_id].get("webhook")
+            if webhook:
+                self.webhooks.submit(
+                    webhook["url"], webhook["secret"], webhook_body(alert), alert.alert_id
+                )
+        for n in per_paper:
+            ALERTS_PER_PAPER.observe(n)
+        if fresh:
+            log.info("%d new alerts for %d papers", len(fresh), len(papers))
+        return [a for _, a in fresh]
+
+    def _any_interests(self) -> bool:
+        counted = self.store.client.count(self.store.subscriptions, exact=False)
+        return int(counted.count) > 0
+
+    async def _percolate(self, papers: list[IndexedPaper]) -> list[dict[str, list[Entry]]]:
+        """Per paper: subscription id → its hits (one entry per sentence x interest vector)."""
+        requests: list[qm.QueryRequest] = []
+        owners: list[tuple[int, int]] = []
+        for row, item in enumerate(papers):
+            for index, vector in enumerate(item.sentence_vectors):
+                requests.append(
+                    qm.QueryRequest(
+                        query=vector.tolist(),
+                        limit=self.percolate_limit,
+                        with_payload=HIT_FIELDS,
+                    )
+                )
+                owners.append((row, index))
+        found: list[dict[str, list[Entry]]] = [{} for _ in papers]
+        for start in range(0, len(requests), QUERIES_PER_REQUEST):
+            chunk = requests[start : start + QUERIES_PER_REQUEST]
+            answers = await self._call(
+                self.store.client.query_batch_points, self.store.subscriptions, chunk
+            )
+            for (row, index), answer in zip(owners[start:], answers, strict=False):
+                for point in answer.points:
+                    payload = point.payload or {}
+                    sub_id = str(payload.get("subscription_id", ""))
+                    found[row].setdefault(sub_id, []).append(
+                        Entry(index, str(payload.get("interest", "")), float(point.score))
+                    )
+        return found
+
+    async def _metas(self, sub_ids: list[str]) -> dict[str, dict[str, Any]]:
+        missing = [s for s in sub_ids if s not in self._meta]
+        if missing:
+            for sub_id, meta in (await self._call(self.subs.meta_sync, missing)).items():
+                self._meta[sub_id] = meta
+            while len(self._meta) > META_CACHE:
+                evicted, _ = self._meta.popitem(last=False)
+                self._lexical.pop(evicted, None)
+        for sub_id in sub_ids:
+            if sub_id in self._meta:
+                self._meta.move_to_end(sub_id)
+        return {s: self._meta[s] for s in sub_ids if s in self._meta}
+
+    def _centroid(self, meta: dict[str, Any]) -> dict[str, float]:
+        """The subscription's TF-IDF centroid, recomputed as the IDF drifts."""
+        sub_id = meta["id"]
+        cached = self._lexical.get(sub_id)
+        if cached is not None and self.corpus.docs <= cached[0] * (1 + IDF_REFRESH):
+            return cached[1]
+        vectors = [
+            tfidf({str(t): int(n) for t, n in interest.get("terms", [])}, self.corpus)
+            for interest in meta.get("interests", [])
+        ]
+        vector = centroid(vectors)
+        self._lexical[sub_id] = (self.corpus.docs, vector)
+        return vector
+
+    async def _bootstrap(self, skip: set[str]) -> None:
+        """Seed the document frequencies from papers indexed before this process started."""
+
+        def scan() -> dict[str, list[str]]:
+            docs: dict[str, list[str]] = {}
+            offset = None
+            read = 0
+            while read < BOOTSTRAP_SENTENCES:
+                records, offset = self.store.client.scroll(
+                    self.store.sentences,
+                    limit=min(2000, BOOTSTRAP_SENTENCES - read),
+                    offset=offset,
+                    with_payload=["arxiv_id", "title", "text"],
+                    with_vectors=False,
+                )
+                read += len(records)
+                for r in records:
+                    p = r.payload or {}
+                    arxiv_id = str(p.get("arxiv_id"))
+                    if arxiv_id not in skip:
+                        docs.setdefault(arxiv_id, [str(p.get("title", ""))]).append(
+                            str(p.get("text", ""))
+                        )
+                if offset is None:
+                    break
+            return docs
+
+        started = time.perf_counter()
+        docs = await self._call(scan)
+        for parts in docs.values():
+            self.corpus.add(term_counts(" ".join(parts)))
+        self._bootstrapped = True
+        log.info(
+            "alert IDF seeded from %d indexed papers in %.1fs",
+            len(docs),
+            time.perf_counter() - started,
+        )
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A Qdrant call on the store thread, retried with backoff while Qdrant is down."""
+        store = self.store
+        return await until_available(
+            lambda: store.run(fn, *args), "alerts", max_backoff_s=self.max_backoff_s
+        )
+
+
+def _payload(alert: Alert, digest: str) -> dict[str, Any]:
+    return {
+        **alert.model_dump(mode="json"),
+        "digest": digest,
+        "created_ts": alert.created_at.timestamp(),
+    }

@@ -1,0 +1,56 @@
+"""``astrostream bench``: run a benchmark driver of ``benchmarks/`` (prints numbers; not a test).
+
+The drivers start real brokers and workers and read real data, so they live with the
+source checkout, not in the installed package: run them from the repository root.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import click
+
+DRIVERS = {
+    "pipeline": "Bare model encode vs publish → embed worker → Qdrant over the same sentences.",
+    "alerts": "Alert quality on real authorship vs TF-IDF and whole-abstract baselines.",
+}
+
+
+def driver(name: str) -> Path:
+    """``benchmarks/<name>.py`` of the checkout this package was installed from, or of the cwd."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        script = root / "benchmarks" / f"{name}.py"
+        if script.exists():
+            return script
+    raise click.ClickException(
+        f"benchmarks/{name}.py not found: `astrostream bench` needs a source checkout "
+        "(git clone, then run it from the repository root)"
+    )
+
+
+@click.group()
+def bench() -> None:
+    """Measure throughput and quality (prints numbers; not a test)."""
+
+
+def _add(name: str, summary: str) -> None:
+    @bench.command(
+        name,
+        help=f"{summary} Extra arguments go to benchmarks/{name}.py (see its --help).",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        add_help_option=False,
+    )
+    @click.pass_context
+    def run(ctx: click.Context) -> None:
+        script = driver(name)
+        root = str(script.parent.parent)
+        if root not in sys.path:
+            sys.path.insert(0, root)  # the drivers import ``benchmarks.stack``
+        sys.argv = [f"astrostream bench {name}", *ctx.args]
+        runpy.run_path(str(script), run_name="__main__")
+
+
+for _name, _summary in DRIVERS.items():
+    _add(_name, _summary)

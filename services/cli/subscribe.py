@@ -1,0 +1,131 @@
+"""``astrostream subscribe``: manage related-work subscriptions through a running API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from services.cli.common import api_request, settings_or_exit
+
+
+def _call(method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+    return api_request(settings_or_exit(), method, path, body, params)
+
+
+def _echo(value: Any, as_json: bool, render: Any) -> None:
+    click.echo(json.dumps(value, indent=2) if as_json else render(value))
+
+
+def _describe(sub: dict[str, Any]) -> str:
+    lines = [
+        f"{sub['id']}  {sub.get('name') or '(no name)'}",
+        f"  threshold {sub.get('threshold')}, {sub.get('interest_vectors')} interest vectors"
+        + (f", categories {', '.join(sub['categories'])}" if sub.get("categories") else ""),
+    ]
+    lines += [f"  query: {q}" for q in sub.get("queries", [])]
+    lines += [f"  paper: {a}" for a in sub.get("arxiv_ids", [])]
+    if sub.get("webhook"):
+        lines.append(f"  webhook: {sub['webhook']}")
+    if sub.get("webhook_secret"):
+        lines.append(f"  webhook secret (shown once): {sub['webhook_secret']}")
+    return "\n".join(lines)
+
+
+@click.group()
+def subscribe() -> None:
+    """Related-work alerts: subscribe to queries and seed papers, list alerts."""
+
+
+@subscribe.command("add")
+@click.option("--name", default="", help="A name to recognise the subscription by.")
+@click.option("--query", "queries", multiple=True, help="Free-text interest (repeatable).")
+@click.option(
+    "--arxiv-id", "arxiv_ids", multiple=True, help="Seed paper, e.g. your own (repeatable)."
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    help="Paper score (0-1) from which a paper becomes an alert; default: the server's.",
+)
+@click.option("--category", "categories", multiple=True, help="Only papers in this category.")
+@click.option("--webhook", help="POST each alert to this URL (signed with HMAC-SHA256).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+def add(
+    name: str,
+    queries: tuple[str, ...],
+    arxiv_ids: tuple[str, ...],
+    threshold: float | None,
+    categories: tuple[str, ...],
+    webhook: str | None,
+    as_json: bool,
+) -> None:
+    """Create a subscription from --query texts and/or --arxiv-id seed papers."""
+    if not queries and not arxiv_ids:
+        raise click.UsageError("give at least one --query or --arxiv-id")
+    body: dict[str, Any] = {
+        "name": name,
+        "queries": list(queries),
+        "arxiv_ids": list(arxiv_ids),
+        "categories": list(categories),
+    }
+    if threshold is not None:
+        body["threshold"] = threshold
+    if webhook:
+        body["webhook"] = webhook
+    created = _call("POST", "/subscriptions", body)
+    _echo(created, as_json, _describe)
+
+
+@subscribe.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+def list_(as_json: bool) -> None:
+    """List the subscriptions."""
+    found = _call("GET", "/subscriptions")
+    _echo(
+        found,
+        as_json,
+        lambda f: "\n".join(_describe(s) for s in f["subscriptions"]) or "no subscriptions",
+    )
+
+
+@subscribe.command("show")
+@click.argument("subscription_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+def show(subscription_id: str, as_json: bool) -> None:
+    """Show one subscription."""
+    sub = _call("GET", f"/subscriptions/{subscription_id}")
+    _echo(sub, as_json, _describe)
+
+
+@subscribe.command("alerts")
+@click.argument("subscription_id")
+@click.option("--sort", type=click.Choice(["time", "score"]), default="time", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+def alerts(subscription_id: str, sort: str, limit: int, as_json: bool) -> None:
+    """The alerts of a subscription, newest or best first, with their evidence."""
+    found = _call(
+        "GET",
+        f"/subscriptions/{subscription_id}/alerts",
+        params={"sort": sort, "limit": limit},
+    )
+
+    def render(f: dict[str, Any]) -> str:
+        lines: list[str] = []
+        for a in f["alerts"]:
+            lines.append(f"{a['score']:.3f}  {a['arxiv_id']}v{a.get('version', 1)}  {a['title']}")
+            for m in a.get("matches", []):
+                lines.append(f"    {m['score']:.3f}  [{m['interest'][:40]}]  {m['sentence']}")
+        return "\n".join(lines) or "no alerts yet"
+
+    _echo(found, as_json, render)
+
+
+@subscribe.command("remove")
+@click.argument("subscription_id")
+def remove(subscription_id: str) -> None:
+    """Delete a subscription, its interest vectors and its alerts."""
+    _call("DELETE", f"/subscriptions/{subscription_id}")
+    click.echo(f"removed {subscription_id}")

@@ -1,0 +1,225 @@
+"""Configuration: one frozen pydantic-settings class read from ``ASTRO_*`` environment variables."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.errors import ConfigError
+
+ROLES = ("ingest", "embed", "alerts", "api")
+DEFAULT_CATEGORIES = (
+    "astro-ph,astro-ph.CO,astro-ph.EP,astro-ph.GA,astro-ph.HE,astro-ph.IM,astro-ph.SR"
+)
+
+
+class Settings(BaseSettings):
+    """Every tunable of astrostream. Unset broker/Qdrant URLs mean the embedded default."""
+
+    model_config = SettingsConfigDict(env_prefix="ASTRO_", frozen=True, extra="ignore")
+
+    # Kafka
+    kafka_url: str | None = Field(
+        None,
+        description="Kafka bootstrap servers, e.g. kafka://broker:9092. Unset: embedded Tansu.",
+    )
+    embedded_broker_port: int = Field(
+        9092, ge=1, le=65535, description="Port of the embedded broker."
+    )
+    kafka_connect_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="How long a worker waits for Kafka at start."
+    )
+    app_id: str = Field("astrostream", description="Faust app id = Kafka consumer group.")
+    topic_papers: str = Field("astro.papers", description="Topic of incoming papers.")
+    topic_alerts: str = Field("astro.alerts", description="Topic of similarity alerts.")
+    topic_deadletter: str = Field("astro.deadletter", description="Topic of rejected records.")
+    topic_models: str = Field("astro.models", description="Topic of model updates.")
+    topic_partitions: int = Field(4, ge=1, le=1024, description="Partitions for topics we create.")
+    broker_session_timeout: float = Field(
+        2.0, gt=0, description="Consumer session timeout (s). Tansu: 2; real Kafka: 60."
+    )
+    broker_heartbeat_interval: float = Field(0.5, gt=0, description="Consumer heartbeat (s).")
+    broker_rebalance_timeout: float = Field(2.0, gt=0, description="Rebalance timeout (s).")
+
+    # Qdrant
+    qdrant_url: str | None = Field(None, description="Qdrant server URL. Unset: local mode.")
+    qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key (server mode).")
+    qdrant_path: Path = Field(Path("data/qdrant"), description="Local-mode storage folder.")
+    qdrant_timeout: float = Field(10.0, gt=0, description="Qdrant request timeout (s).")
+    collection_prefix: str = Field("astro", description="Prefix of the collection aliases.")
+
+    # Model
+    model: str = Field(
+        "bundled", description="Model path or hub id; 'bundled' = all-MiniLM-L6-v2 shipped offline."
+    )
+    model_version: str | None = Field(
+        None, description="Version tag stored with every vector. Default: derived from the model."
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Encoder device.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Sentences per encode batch.")
+    batch_window_ms: int = Field(
+        200, ge=0, le=60_000, description="Max wait to fill a micro-batch of papers (ms)."
+    )
+    take_max_papers: int = Field(32, ge=1, le=10_000, description="Papers per micro-batch.")
+    max_seq_length: int = Field(256, ge=8, le=8192, description="Tokens per sentence.")
+
+    # Text limits
+    max_abstract_chars: int = Field(
+        20_000, ge=100, description="Longer abstracts are dead-lettered."
+    )
+    max_sentences: int = Field(200, ge=1, description="Sentences kept per paper.")
+
+    # HTTP API
+    web_host: str = Field("127.0.0.1", description="API bind address.")
+    web_port: int = Field(6066, ge=1, le=65535, description="API port.")
+    api_token: SecretStr | None = Field(None, description="Bearer token for write endpoints.")
+    api_url: str | None = Field(
+        None,
+        description="Where CLI commands reach a running API. Default: http://web_host:web_port.",
+    )
+
+    # Alerts
+    alert_aggregation: Literal["lse", "max", "topk"] = Field(
+        "lse", description="Sentence-score aggregation per subscription (see docs/alerts.md)."
+    )
+    alert_lexical_weight: float = Field(
+        1.0, ge=0, le=1, description="Weight of the TF-IDF score in an alert's paper score."
+    )
+    alert_percolate_limit: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description=(
+            "Interest vectors returned per new sentence: the subscriptions a paper can reach."
+        ),
+    )
+    alert_df_table: str = Field(
+        "bundled",
+        description=(
+            "Prior document frequencies of the alerts' TF-IDF: 'bundled' (astro-ph), "
+            "a table from `python -m services.alerts.lexicon`, or 'none'."
+        ),
+    )
+    webhook_allow_private: bool = Field(
+        False, description="Allow webhooks to loopback/private addresses (SSRF guard off)."
+    )
+
+    # Process
+    roles: str = Field("ingest,embed,alerts,api", description="Roles of this worker process.")
+    data_dir: Path = Field(Path("data"), description="State folder (cursors, local Qdrant).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Logging.")
+
+    # arXiv ingestion
+    arxiv_api_url: str = Field("https://export.arxiv.org/api/query", description="arXiv API.")
+    arxiv_rss_url: str = Field("https://rss.arxiv.org/atom/astro-ph", description="arXiv feed.")
+    arxiv_oai_url: str = Field("https://oaipmh.arxiv.org/oai", description="arXiv OAI-PMH.")
+    categories: str = Field(DEFAULT_CATEGORIES, description="Comma-separated arXiv categories.")
+    ingest_min_interval_s: float = Field(3.0, ge=0, description="Min seconds between requests.")
+    ingest_poll_interval_s: float = Field(900.0, gt=0, description="Seconds between light polls.")
+    ingest_contact: str | None = Field(
+        None, description="Contact (mailto) in the User-Agent, as arXiv asks of harvesters."
+    )
+    ingest_user_agent: str | None = Field(None, description="Override the whole User-Agent.")
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: str) -> str:
+        roles = [r.strip() for r in value.split(",") if r.strip()]
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown or not roles:
+            raise ValueError(f"unknown roles {unknown}; choose from {', '.join(ROLES)}")
+        return ",".join(roles)
+
+    @field_validator("collection_prefix", "model_version")
+    @classmethod
+    def _safe_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}", value):
+            raise ValueError("use letters, digits, '_', '.', '-' (max 81 chars)")
+        return value
+
+    @field_validator("alert_df_table")
+    @classmethod
+    def _df_table(cls, value: str) -> str:
+        if value not in ("bundled", "none") and not Path(value).is_file():
+            raise ValueError(f"no such file {value!r}; use 'bundled', 'none' or a table path")
+        return value
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(self.roles.split(","))
+
+    @property
+    def category_list(self) -> list[str]:
+        return [c.strip() for c in self.categories.split(",") if c.strip()]
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka_url
+
+    @property
+    def broker_url(self) -> str:
+        """Faust-style broker URL (``kafka://host:port``)."""
+        url = self.kafka_url or f"kafka://127.0.0.1:{self.embedded_broker_port}"
+        return url if "://" in url else f"kafka://{url}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """aiokafka-style bootstrap list (``host:port,host:port``)."""
+        return ",".join(part.split("://", 1)[-1] for part in self.broker_url.split(","))
+
+    @property
+    def http_base(self) -> str:
+        return (self.api_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning validation errors into a message that names the variable.
+
+    Raises:
+        ConfigError: when a variable is invalid.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ASTRO_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def markdown_table() -> str:
+    """The configuration table of the README, generated from :class:`Settings`."""
+    rows = ["| variable | default | description |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "*(unset)*" if default is None else f"`{default}`"
+        rows.append(f"| `ASTRO_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+def write_readme_table(readme: Path) -> None:
+    """Replace the block between the settings markers of ``readme`` with the table."""
+    begin, end = "<!-- settings:begin -->\n", "\n<!-- settings:end -->"
+    text = readme.read_text()
+    start, stop = text.index(begin) + len(begin), text.index(end)
+    readme.write_text(text[:start] + markdown_table() + text[stop:])
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        write_readme_table(Path(sys.argv[2] if len(sys.argv) > 2 else "README.md"))
+    else:
+        print(markdown_table())

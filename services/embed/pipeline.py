@@ -1,0 +1,425 @@
+"""The embed stage: raw records → validated papers → sentences → one encode call → Qdrant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from services.core import metrics
+from services.core.errors import BadRecord, DependencyUnavailable
+from services.core.ids import content_digest, paper_point_id, sentence_point_id
+from services.core.retry import until_available
+from services.core.schemas import DeadLetter, Paper
+from services.core.settings import Settings
+from services.core.text import normalise, sentences_for_embedding
+from services.core.types import TextEncoder
+from services.store.binding import Binding
+from services.store.vectorstore import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One Kafka record as it arrived, before any decoding."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None  # seconds since the epoch (producer or broker time)
+
+    @property
+    def where(self) -> str:
+        return f"topic={self.topic} partition={self.partition} offset={self.offset}"
+
+
+@dataclass
+class IndexedPaper:
+    """A paper with its sentences and vectors, handed to the alert matcher."""
+
+    paper: Paper
+    record: RawRecord
+    sentences: list[str]
+    sentence_vectors: np.ndarray
+    paper_vector: np.ndarray
+    digest: str
+    previous_version: int | None = None
+    previous_digest: str | None = None
+
+
+@dataclass
+class BatchResult:
+    indexed: list[IndexedPaper] = field(default_factory=list)
+    skipped: int = 0
+    dead: int = 0
+    sentences: int = 0
+
+
+@dataclass
+class Plans:
+    """Encoded papers of a batch, waiting to be written."""
+
+    plans: list[tuple[RawRecord, Paper, list[tuple[str, str]], str]]
+    vectors: np.ndarray
+    existing: dict[str, Any]
+
+
+@dataclass
+class Prepared:
+    """A batch between :meth:`EmbedPipeline.prepare` and :meth:`EmbedPipeline.commit`."""
+
+    started: float
+    size: int
+    result: BatchResult = field(default_factory=BatchResult)
+    items: list[tuple[RawRecord, Paper]] = field(default_factory=list)
+    plans: Plans | None = None
+    failed: bool = False
+
+
+DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
+IndexedHook = Callable[[list[IndexedPaper]], Awaitable[None]]
+
+
+def decode_record(record: RawRecord, settings: Settings) -> Paper:
+    """Validate one raw record into a Paper.
+
+    Raises:
+        BadRecord: with a reason a person can act on.
+    """
+    if not record.value:
+        raise BadRecord("empty value: expected a Paper JSON object")
+    try:
+        text = record.value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRecord(f"value is not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRecord(
+            f"value is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise BadRecord(f"value is JSON {type(data).__name__}, expected a Paper object")
+    try:
+        paper = Paper.model_validate(data)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        raise BadRecord(f"not a valid Paper: {reasons}") from None
+    if len(paper.abstract) > settings.max_abstract_chars:
+        raise BadRecord(
+            f"abstract has {len(paper.abstract)} characters, over the limit of "
+            f"{settings.max_abstract_chars} (ASTRO_MAX_ABSTRACT_CHARS)"
+        )
+    return paper
+
+
+def latest_per_paper(items: Sequence[tuple[RawRecord, Paper]]) -> list[tuple[RawRecord, Paper]]:
+    """Keep one record per arxiv_id: the highest version, the latest offset among equals."""
+    best: dict[str, tuple[RawRecord, Paper]] = {}
+    for record, paper in items:
+        seen = best.get(paper.arxiv_id)
+        if seen is None or paper.version >= seen[1].version:
+            best[paper.arxiv_id] = (record, paper)
+    return list(best.values())
+
+
+def sentence_payload(paper: Paper, index: int, text: str, model_version: str) -> dict[str, Any]:
+    return {
+        **paper_payload(paper, model_version),
+        "sentence_index": index,
+        "text": text,
+    }
+
+
+def paper_payload(paper: Paper, model_version: str) -> dict[str, Any]:
+    return {
+        "arxiv_id": paper.arxiv_id,
+        "version": paper.version,
+        "title": paper.title,
+        "authors": paper.authors,
+        "categories": paper.categories,
+        "primary_category": paper.primary_category,
+        "published": paper.date,
+        "model_version": model_version,
+    }
+
+
+def paper_vector(title_vector: np.ndarray, sentence_vectors: np.ndarray) -> np.ndarray:
+    """Normalised mean of the title and sentence vectors: the paper-level vector."""
+    mean = np.vstack([title_vector[None, :], sentence_vectors]).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
+
+
+class EmbedPipeline:
+    """Turns micro-batches of raw records into Qdrant points; idempotent and retrying.
+
+    Args:
+        settings: configuration.
+        binding: the model and collections new papers go to (a rollout swaps it).
+        dead_letter: awaited for each bad record; must return once the broker has it.
+        on_indexed: awaited with the batch's new papers *before* their paper points are
+            written, so a crash in between re-runs it (the alert matcher lives here).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        binding: Binding,
+        dead_letter: DeadLetterSink,
+        on_indexed: IndexedHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.binding = binding
+        self.dead_letter = dead_letter
+        self.on_indexed = on_indexed
+        self.max_backoff_s = 30.0
+        self._committing: set[str] = set()
+
+    @property
+    def encoder(self) -> TextEncoder:
+        return self.binding.encoder
+
+    @property
+    def store(self) -> VectorStore:
+        return self.binding.store
+
+    async def process(self, records: Sequence[RawRecord]) -> BatchResult:
+        """Index a micro-batch. Returns only when every good record is in Qdrant."""
+        return await self.commit(await self.prepare(records))
+
+    async def prepare(
+        self, records: Sequence[RawRecord], *, earlier: asyncio.Future[Any] | None = None
+    ) -> Prepared:
+        """First half of a batch: decode, dead-letter, look up, split and encode.
+
+        Args:
+            records: the micro-batch.
+            earlier: the previous batch's commit, still running. If this batch touches
+                one of its papers, wait for it, so the version lookup sees its writes.
+        """
+        started = time.perf_counter()
+        prepared = Prepared(started=started, size=len(records))
+        metrics.PAPERS_RECEIVED.inc(len(records))
+        good: list[tuple[RawRecord, Paper]] = []
+        for record in records:
+            try:
+                good.append((record, decode_record(record, self.settings)))
+            except BadRecord as exc:
+                await self._dead(record, "decode", exc.reason, prepared.result)
+        metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
+        todo = latest_per_paper(good)
+        prepared.result.skipped += len(good) - len(todo)
+        metrics.PAPERS_SKIPPED.labels("superseded").inc(len(good) - len(todo))
+        ids = {paper.arxiv_id for _, paper in todo}
+        if earlier is not None and not earlier.done() and ids & self._committing:
+            await asyncio.wait([earlier])
+        prepared.items = todo
+        if todo:
+            try:
+                prepared.plans = await self._plan(todo, prepared.result)
+            except (DependencyUnavailable, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception(
+                    "preparing a batch of %d failed; will go paper by paper (%s…)",
+                    len(todo),
+                    todo[0][0].where,
+                )
+                prepared.failed = True
+        self._committing = ids
+        return prepared
+
+    async def commit(self, prepared: Prepared) -> BatchResult:
+        """Second half: write to Qdrant, run the hook, write paper points, count."""
+        result = prepared.result
+        if prepared.plans is not None and not prepared.failed:
+            try:
+                await self._write(prepared.plans, result)
+            except (DependencyUnavailable, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception(
+                    "writing a batch of %d failed; retrying paper by paper (%s…)",
+                    len(prepared.items),
+                    prepared.items[0][0].where,
+                )
+                prepared.failed = True
+        if prepared.failed:
+            # One poison record must not block the partition nor sink the batch:
+            # redo the batch paper by paper, dead-lettering whichever still fails.
+            for item in prepared.items:
+                try:
+                    plans = await self._plan([item], result)
+                    if plans is not None:
+                        await self._write(plans, result)
+                except (DependencyUnavailable, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    metrics.ERRORS.labels("embed", type(exc).__name__).inc()
+                    await self._dead(item[0], "embed", f"{type(exc).__name__}: {exc}", result)
+        metrics.BATCH_PAPERS.observe(prepared.size)
+        metrics.STAGE_SECONDS.labels("total").observe(time.perf_counter() - prepared.started)
+        return result
+
+    async def _plan(
+        self, items: list[tuple[RawRecord, Paper]], result: BatchResult
+    ) -> Plans | None:
+        """Skip stale and unchanged papers, split the rest and encode every text in one call."""
+        store = self.store
+        existing = await self.retry(
+            "lookup", items[0][0], store.papers_by_id, [p.arxiv_id for _, p in items]
+        )
+        plans: list[tuple[RawRecord, Paper, list[tuple[str, str]], str]] = []
+        for record, paper in items:
+            digest = content_digest(paper.title, paper.abstract)
+            old = existing.get(paper.arxiv_id)
+            old_payload = old.payload if old is not None and old.payload else {}
+            old_version = int(old_payload.get("version", 0))
+            if old_version > paper.version:
+                metrics.PAPERS_SKIPPED.labels("stale").inc()
+                result.skipped += 1
+                log.info(
+                    "skip stale v%d of %s (v%d indexed) %s",
+                    paper.version,
+                    paper.arxiv_id,
+                    old_version,
+                    record.where,
+                )
+                continue
+            if old_version == paper.version and old_payload.get("digest") == digest:
+                metrics.PAPERS_SKIPPED.labels("duplicate").inc()
+                result.skipped += 1
+                continue
+            sentences = sentences_for_embedding(paper.abstract, self.settings.max_sentences)
+            if not sentences:
+                await self._dead(record, "split", "abstract has no sentences to embed", result)
+                continue
+            plans.append((record, paper, sentences, digest))
+        if not plans:
+            return None
+        texts: list[str] = []
+        for _, paper, sentences, _ in plans:
+            texts.append(normalise(paper.title))
+            texts.extend(model_text for _, model_text in sentences)
+        t0 = time.perf_counter()
+        vectors = await self.encoder.aencode(texts)
+        metrics.STAGE_SECONDS.labels("encode").observe(time.perf_counter() - t0)
+        metrics.BATCH_SENTENCES.observe(len(texts))
+        return Plans(plans, vectors, existing)
+
+    async def _write(self, planned: Plans, result: BatchResult) -> None:
+        store = self.store
+        version = store.model_version
+        vectors, existing = planned.vectors, planned.existing
+        ids: list[str] = []
+        payloads: list[dict[str, Any]] = []
+        rows: list[int] = []
+        indexed: list[IndexedPaper] = []
+        row = 0
+        for record, paper, sentences, digest in planned.plans:
+            title_row, row = row, row + 1
+            first = row
+            for index, (display, _) in enumerate(sentences):
+                ids.append(sentence_point_id(paper.arxiv_id, paper.version, index))
+                payloads.append(sentence_payload(paper, index, display, version))
+                rows.append(row)
+                row += 1
+            sent_vecs = vectors[first:row]
+            old = existing.get(paper.arxiv_id)
+            old_payload = (old.payload or {}) if old is not None else {}
+            indexed.append(
+                IndexedPaper(
+                    paper=paper,
+                    record=record,
+                    sentences=[d for d, _ in sentences],
+                    sentence_vectors=sent_vecs,
+                    paper_vector=paper_vector(vectors[title_row], sent_vecs),
+                    digest=digest,
+                    previous_version=old_payload.get("version"),
+                    previous_digest=old_payload.get("digest"),
+                )
+            )
+
+        t0 = time.perf_counter()
+        where = planned.plans[0][0]
+        await self.retry(
+            "upsert", where, store.upsert, store.sentences, ids, vectors[rows], payloads
+        )
+        for item in indexed:
+            if item.previous_version is not None:
+                await self.retry(
+                    "upsert",
+                    item.record,
+                    store.delete_stale_sentences,
+                    item.paper.arxiv_id,
+                    item.paper.version,
+                    len(item.sentences),
+                )
+        metrics.STAGE_SECONDS.labels("upsert").observe(time.perf_counter() - t0)
+
+        if self.on_indexed is not None:
+            t0 = time.perf_counter()
+            await self.on_indexed(indexed)
+            metrics.STAGE_SECONDS.labels("match").observe(time.perf_counter() - t0)
+
+        # Paper points last: their digest marks the paper done, so a crash before this
+        # line re-does sentences and alerts (idempotently) instead of skipping them.
+        paper_ids = [paper_point_id(i.paper.arxiv_id) for i in indexed]
+        paper_payloads = [
+            {
+                **paper_payload(i.paper, version),
+                "digest": i.digest,
+                "sentence_count": len(i.sentences),
+            }
+            for i in indexed
+        ]
+        paper_vecs = np.vstack([i.paper_vector for i in indexed])
+        await self.retry(
+            "upsert", where, store.upsert, store.papers, paper_ids, paper_vecs, paper_payloads
+        )
+
+        now = time.time()
+        for item in indexed:
+            if item.record.timestamp:
+                metrics.END_TO_END_LAG.observe(max(0.0, now - item.record.timestamp))
+        metrics.PAPERS_INDEXED.inc(len(indexed))
+        metrics.SENTENCES_INDEXED.inc(len(ids))
+        metrics.LAST_BATCH.set(now)
+        result.indexed.extend(indexed)
+        result.sentences += len(ids)
+
+    async def retry(self, stage: str, where: RawRecord, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a Qdrant operation until it succeeds, backing off while Qdrant is down."""
+        store = self.store
+        return await until_available(
+            lambda: store.run(fn, *args), stage, where.where, max_backoff_s=self.max_backoff_s
+        )
+
+    async def _dead(self, record: RawRecord, stage: str, reason: str, result: BatchResult) -> None:
+        log.warning("dead-letter (%s) %s: %s", stage, record.where, reason)
+        letter = DeadLetter.from_raw(
+            stage=stage,
+            error=reason,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+        )
+        await self.dead_letter(letter)
+        metrics.DEADLETTERS.labels(stage).inc()
+        result.dead += 1

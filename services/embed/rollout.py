@@ -1,0 +1,242 @@
+"""Model rollout: re-embed the corpus into a new versioned collection, then switch the aliases."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Gauge
+from qdrant_client import models as qm
+
+from services.core import metrics
+from services.core.ids import NAMESPACE, paper_point_id
+from services.core.schemas import ModelUpdate
+from services.core.settings import Settings
+from services.core.text import normalise
+from services.embed.pipeline import paper_vector
+from services.models.encoder import Encoder, derive_model_version
+from services.store.binding import Binding
+from services.store.vectorstore import VectorStore
+
+log = logging.getLogger(__name__)
+
+ROLLOUT_PAPERS = Gauge("astrostream_rollout_papers_done", "Papers re-embedded by the rollout.")
+ROLLOUT_TOTAL = Gauge("astrostream_rollout_papers_total", "Papers the rollout has to re-embed.")
+ROLLOUT_ACTIVE = Gauge("astrostream_rollout_active", "1 while a model rollout runs.")
+ROLLOUTS = Counter("astrostream_rollouts", "Finished model rollouts.", ["outcome"])
+
+PAGE = 32
+
+
+def registry_name(store: VectorStore) -> str:
+    return f"{store.settings.collection_prefix}_models"
+
+
+def collection_tag(update: ModelUpdate) -> str:
+    """The version tag of the update's collections: what a worker started with
+    ``ASTRO_MODEL=<update.path>`` derives (the trainer's ``<name>-<version>`` directory)."""
+    return derive_model_version(update.path)
+
+
+def register_model(store: VectorStore, update: ModelUpdate) -> None:
+    """Remember where a version's model lives, so every worker can load it (payload only)."""
+    name = registry_name(store)
+    if not store.client.collection_exists(name):
+        store.client.create_collection(name, vectors_config={})
+    store.client.upsert(
+        name,
+        points=[
+            qm.PointStruct(
+                id=str(uuid.uuid5(NAMESPACE, f"model:{collection_tag(update)}")),
+                vector={},
+                payload={**update.model_dump(mode="json"), "rolled_out_at": time.time()},
+            )
+        ],
+        wait=True,
+    )
+
+
+def model_path(store: VectorStore, version: str) -> str | None:
+    name = registry_name(store)
+    if not store.client.collection_exists(name):
+        return None
+    found = store.client.retrieve(name, ids=[str(uuid.uuid5(NAMESPACE, f"model:{version}"))])
+    return str(found[0].payload["path"]) if found and found[0].payload else None
+
+
+def version_of(collection: str | None) -> str | None:
+    """``astro_papers__minilm-v2`` → ``minilm-v2``."""
+    return collection.split("__", 1)[1] if collection and "__" in collection else None
+
+
+class Rollout:
+    """Moves a running worker to a new model without a gap in search.
+
+    1. Load the new model; create its physical collections (aliases untouched).
+    2. Re-embed every paper from the Qdrant payloads (titles and sentence texts) into them.
+    3. Swap the worker's embed pipeline to the new model, so new papers land there too.
+    4. Catch up on papers indexed in the old collections meanwhile; re-embed subscriptions.
+    5. Switch all aliases in one request; point the API at the new collections.
+
+    Search keeps answering from the old collections until step 5.
+
+    Args:
+        settings: device, batch size and sequence length of the new encoder.
+        serving: what the API, subscriptions and alerts read (swapped in step 5).
+        indexing: what the embed stage writes with (swapped in step 3).
+    """
+
+    def __init__(self, settings: Settings, serving: Binding, indexing: Binding) -> None:
+        self.settings = settings
+        self.serving = serving
+        self.indexing = indexing
+        self.lock = asyncio.Lock()
+
+    async def run(self, update: ModelUpdate) -> bool:
+        """Roll out ``update``; False when it is already the current version."""
+        async with self.lock:
+            old = self.serving.store
+            tag = collection_tag(update)
+            if tag == old.model_version:
+                log.info("model %s is already live", tag)
+                return False
+            ROLLOUT_ACTIVE.set(1)
+            started = time.perf_counter()
+            try:
+                settings = self.settings
+                encoder = await asyncio.to_thread(
+                    Encoder,
+                    update.path,
+                    settings.device,
+                    settings.batch_size,
+                    settings.max_seq_length,
+                )
+                new = old.sibling(tag, encoder.dim)
+                await new.run(new.ensure_collections, set_alias=False)
+                await new.run(register_model, new, update)
+                total = await old.run(old.count, old.papers)
+                ROLLOUT_TOTAL.set(total)
+                ROLLOUT_PAPERS.set(0)
+                log.info(
+                    "rollout to %s: re-embedding %d papers from %s",
+                    tag,
+                    total,
+                    old.papers,
+                )
+                await self.copy(old, new, encoder)
+                self.indexing.swap(encoder, new)
+                await self.copy(old, new, encoder)
+                await self.copy_subscriptions(old, new, encoder)
+                await new.run(
+                    new.switch_aliases,
+                    {kind: new.physical(kind) for kind in ("sentences", "papers", "subscriptions")},
+                )
+                previous = self.serving.swap(encoder, new)
+                metrics.describe_model(encoder, tag)
+                if previous is not encoder:
+                    previous.close()
+                ROLLOUTS.labels("done").inc()
+                log.info("rollout to %s done in %.1fs", tag, time.perf_counter() - started)
+                return True
+            except Exception:
+                ROLLOUTS.labels("failed").inc()
+                raise
+            finally:
+                ROLLOUT_ACTIVE.set(0)
+
+    async def copy(self, old: VectorStore, new: VectorStore, encoder: Encoder) -> None:
+        """Re-embed the papers of ``old`` that ``new`` lacks (or holds another text of).
+
+        Skipping what is there makes a second pass cheap, a crashed rollout resumable and
+        a follower worker's rollout (see ``follow_alias``) nearly free.
+        """
+        offset: Any = None
+        while True:
+            page, offset = await old.run(old.scroll_papers, offset, PAGE)
+            papers = {str(r.payload["arxiv_id"]): r.payload for r in page if r.payload}
+            if papers:
+                have = await new.run(new.papers_by_id, list(papers))
+                papers = {
+                    a: p
+                    for a, p in papers.items()
+                    if a not in have or (have[a].payload or {}).get("digest") != p.get("digest")
+                }
+            if papers:
+                await self.reembed(old, new, encoder, papers)
+            if offset is None:
+                return
+
+    async def copy_subscriptions(
+        self, old: VectorStore, new: VectorStore, encoder: Encoder
+    ) -> None:
+        """Re-embed every interest point (its payload keeps the text it came from)."""
+        offset: Any = None
+        while True:
+            page, offset = await old.run(
+                old.client.scroll,
+                old.subscriptions,
+                limit=256,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
+            )
+            if page:
+                texts = [normalise(str((r.payload or {}).get("text", ""))) for r in page]
+                vectors = await encoder.aencode(texts)
+                await new.run(
+                    new.upsert,
+                    new.subscriptions,
+                    [str(r.id) for r in page],
+                    vectors,
+                    [r.payload or {} for r in page],
+                )
+            if offset is None:
+                return
+
+    async def reembed(
+        self,
+        old: VectorStore,
+        new: VectorStore,
+        encoder: Encoder,
+        papers: dict[str, dict[str, Any]],
+    ) -> None:
+        records = await old.run(old.sentences_of_many, list(papers), with_vectors=False)
+        by_paper: dict[str, list[qm.Record]] = {a: [] for a in papers}
+        for record in records:
+            by_paper[str((record.payload or {})["arxiv_id"])].append(record)
+        texts: list[str] = []
+        for aid, payload in papers.items():
+            texts.append(normalise(str(payload.get("title", ""))))
+            texts.extend(normalise(str((r.payload or {}).get("text", ""))) for r in by_paper[aid])
+        vectors = await encoder.aencode(texts)
+        version = new.model_version
+        sentence_ids: list[str] = []
+        sentence_payloads: list[dict[str, Any]] = []
+        rows: list[int] = []
+        paper_vecs: list[np.ndarray] = []
+        row = 0
+        for aid in papers:
+            title_row, row = row, row + 1
+            first = row
+            for record in by_paper[aid]:
+                sentence_ids.append(str(record.id))
+                sentence_payloads.append({**(record.payload or {}), "model_version": version})
+                rows.append(row)
+                row += 1
+            sents = vectors[first:row]
+            paper_vecs.append(
+                paper_vector(vectors[title_row], sents) if len(sents) else vectors[title_row]
+            )
+        await new.run(new.upsert, new.sentences, sentence_ids, vectors[rows], sentence_payloads)
+        await new.run(
+            new.upsert,
+            new.papers,
+            [paper_point_id(a) for a in papers],
+            np.vstack(paper_vecs),
+            [{**p, "model_version": version} for p in papers.values()],
+        )
+        ROLLOUT_PAPERS.inc(len(papers))

@@ -1,0 +1,99 @@
+"""HTTP views of subscriptions and their alerts (api role)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any, Literal, cast
+
+import faust
+from aiohttp import web
+from faust.web.exceptions import WebError
+from pydantic import SecretStr
+
+from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
+from services.alerts.subscriptions import SubscriptionStore, parse_request
+from services.core.errors import InvalidRequest
+from services.http.params import int_param
+from services.http.views import JsonView
+
+
+def register_subscriptions(
+    app: faust.App, subs: SubscriptionStore, token: SecretStr | None, allow_private: bool
+) -> None:
+    """``/subscriptions`` and everything under it."""
+
+    class SubscriptionView(JsonView):
+        """Shared by the subscription routes: the bearer token and the JSON body."""
+
+        def refused(self, request: Any) -> Any:
+            """A 401 response when a token is set and the request lacks it, else None."""
+            if token is None:
+                return None
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {token.get_secret_value()}"
+            if hmac.compare_digest(given.encode(), expected.encode()):
+                return None
+            return self.error(
+                401,
+                "missing or wrong bearer token: send 'Authorization: Bearer $ASTRO_API_TOKEN'",
+                headers={"WWW-Authenticate": 'Bearer realm="astrostream"'},
+            )
+
+        async def body(self, request: Any) -> Any:
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise WebError("body too large (max 1 MiB)", code=413) from None
+            if not raw:
+                raise InvalidRequest("body is empty: expected a JSON object")
+            try:
+                return json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InvalidRequest(f"body is not valid JSON: {exc}") from None
+
+    @app.page("/subscriptions", name="subscriptions")
+    class Subscriptions(SubscriptionView):
+        route_name = "subscriptions"
+
+        async def get(self, request: Any) -> Any:
+            found = await subs.list_all()
+            return self.json({"subscriptions": found, "count": len(found)})
+
+        async def post(self, request: Any) -> Any:
+            refused = self.refused(request)
+            if refused is not None:
+                return refused
+            created = await subs.create(parse_request(await self.body(request)), allow_private)
+            SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
+            return self.json(created, status=201)
+
+    @app.page("/subscriptions/{subscription_id}/alerts", name="subscription_alerts")
+    class SubscriptionAlerts(SubscriptionView):
+        route_name = "subscription_alerts"
+
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            query = request.query
+            limit = int_param(query, "limit", 20, 1, MAX_ALERTS_LIMIT)
+            sort = query.get("sort") or "time"
+            if sort not in ("score", "time"):
+                raise InvalidRequest(f"sort must be 'score' or 'time', got {sort!r}")
+            alerts = await subs.list_alerts(
+                subscription_id, limit, cast(Literal["score", "time"], sort)
+            )
+            return self.json({"subscription_id": subscription_id, "sort": sort, "alerts": alerts})
+
+    @app.page("/subscriptions/{subscription_id}", name="subscription")
+    class Subscription(SubscriptionView):
+        route_name = "subscription"
+
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            return self.json(await subs.get(subscription_id))
+
+        async def delete(self, request: Any, subscription_id: str) -> Any:
+            refused = self.refused(request)
+            if refused is not None:
+                return refused
+            deleted = await subs.delete(subscription_id)
+            SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
+            return self.json(deleted)

@@ -1,0 +1,138 @@
+"""Producing papers (and other JSON messages) to Kafka with aiokafka, outside a Faust worker."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+
+from services.core.errors import BadRecord, DependencyUnavailable
+from services.core.schemas import Paper
+from services.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def open_text(path: Path) -> Iterator[str]:
+    """Lines of a text file, gunzipped when it ends in ``.gz``."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
+        yield from handle
+
+
+def read_papers_jsonl(path: Path) -> Iterator[Paper]:
+    """Validated papers of a JSONL(.gz) file.
+
+    Raises:
+        BadRecord: naming the file and line of the first invalid record.
+    """
+    for lineno, line in enumerate(open_text(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield Paper.model_validate_json(line)
+        except ValidationError as exc:
+            raise BadRecord(f"{path}:{lineno}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "record"
+    return f"{where}: {err['msg']}"
+
+
+def encode_json(message: BaseModel | dict[str, Any]) -> bytes:
+    if isinstance(message, BaseModel):
+        return message.model_dump_json(exclude_none=True).encode()
+    return json.dumps(message, default=str).encode()
+
+
+class Publisher:
+    """An aiokafka producer with JSON helpers. ``acks=all``; no idempotence (Tansu lacks it)."""
+
+    def __init__(self, settings: Settings, *, connect_timeout: float = 30.0) -> None:
+        self.settings = settings
+        self.connect_timeout = connect_timeout
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> Publisher:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=1 << 20,
+            max_request_size=8 << 20,
+            request_timeout_ms=30_000,
+        )
+        deadline = asyncio.get_running_loop().time() + self.connect_timeout
+        while True:
+            try:
+                await producer.start()
+                break
+            except KafkaError as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    await producer.stop()
+                    raise DependencyUnavailable(
+                        f"cannot reach Kafka at {self.settings.bootstrap_servers}: {exc}; "
+                        "is `astrostream up` running, or ASTRO_KAFKA_URL set?"
+                    ) from exc
+                await asyncio.sleep(0.5)
+        self._producer = producer
+        return self
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def __aenter__(self) -> Publisher:
+        return await self.start()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("Publisher.start() was not awaited")
+        return self._producer
+
+    async def send(self, topic: str, key: str | bytes | None, value: bytes) -> asyncio.Future[Any]:
+        """Queue one message; await the returned future for the broker's acknowledgement."""
+        key_bytes = key.encode() if isinstance(key, str) else key
+        return await self.producer.send(topic, value=value, key=key_bytes)
+
+    async def publish_papers(self, papers: Iterable[Paper] | AsyncIterator[Paper]) -> int:
+        """Send papers keyed by arxiv_id (one paper's versions stay ordered) and wait for acks."""
+        pending: list[asyncio.Future[Any]] = []
+        count = 0
+
+        async def one(paper: Paper) -> None:
+            nonlocal count
+            pending.append(
+                await self.send(self.settings.topic_papers, paper.arxiv_id, encode_json(paper))
+            )
+            count += 1
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+
+        if isinstance(papers, AsyncIterator):
+            async for paper in papers:
+                await one(paper)
+        else:
+            for paper in papers:
+                await one(paper)
+        await asyncio.gather(*pending)
+        return count

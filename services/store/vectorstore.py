@@ -1,0 +1,345 @@
+"""Qdrant access: versioned collections behind aliases, payload indexes, idempotent upserts."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from services.core.errors import ConfigError, VectorStoreUnavailable
+from services.core.ids import paper_point_id
+from services.core.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+KINDS = ("sentences", "papers", "subscriptions")
+KEYWORD_FIELDS = {
+    "sentences": ("arxiv_id", "categories"),
+    "papers": ("arxiv_id", "categories"),
+    "subscriptions": ("subscription_id",),
+}
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+def open_client(settings: Settings) -> QdrantClient:
+    """A Qdrant client for ``ASTRO_QDRANT_URL``, or local mode under ``ASTRO_QDRANT_PATH``.
+
+    Raises:
+        ConfigError: when the local folder is already used by another process.
+    """
+    if settings.qdrant_url:
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return QdrantClient(
+            url=settings.qdrant_url, api_key=key, timeout=int(settings.qdrant_timeout)
+        )
+    if str(settings.qdrant_path) == ":memory:":
+        return QdrantClient(":memory:")
+    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(settings.qdrant_path))
+    except RuntimeError as exc:  # portalocker: "Storage folder ... is already accessed by another"
+        raise ConfigError(
+            f"ASTRO_QDRANT_PATH={settings.qdrant_path}: {exc}. Local mode allows one process; "
+            "stop the other one, or run a Qdrant server and set ASTRO_QDRANT_URL"
+        ) from None
+
+
+def category_since_filter(
+    category: str | None = None, since: str | None = None, exclude_arxiv_id: str | None = None
+) -> qm.Filter | None:
+    """Payload filter for the optional ``category`` and ``since`` (ISO date) query parameters."""
+    must: list[qm.Condition] = []
+    if category:
+        must.append(qm.FieldCondition(key="categories", match=qm.MatchValue(value=category)))
+    if since:
+        start = dt.datetime.fromisoformat(since)
+        must.append(qm.FieldCondition(key="published", range=qm.DatetimeRange(gte=start)))
+    must_not: list[qm.Condition] = []
+    if exclude_arxiv_id:
+        must_not.append(
+            qm.FieldCondition(key="arxiv_id", match=qm.MatchValue(value=exclude_arxiv_id))
+        )
+    return qm.Filter(must=must, must_not=must_not) if must or must_not else None
+
+
+class VectorStore:
+    """The three collections of one model version.
+
+    Physical collections are ``<prefix>_<kind>__<model_version>``; the aliases
+    ``<prefix>_<kind>`` are what downstream tools query, switched by a rollout.
+    Every call is blocking; use :meth:`run` from async code (one I/O thread,
+    which also keeps local mode single-threaded).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        dim: int,
+        model_version: str,
+        *,
+        client: QdrantClient | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.settings = settings
+        self.dim = dim
+        self.model_version = model_version
+        self.client = client or open_client(settings)
+        # Local mode ignores payload indexes (a server uses them); creating them keeps both
+        # code paths identical, so silence local mode's reminder.
+        warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant")
+
+    def sibling(self, model_version: str, dim: int) -> VectorStore:
+        """The store of another model version on the same client and I/O thread.
+
+        (Local mode allows one client per folder, so a rollout must share it.)
+        """
+        return VectorStore(
+            self.settings, dim, model_version, client=self.client, executor=self._executor
+        )
+
+    # names ---------------------------------------------------------------
+    def alias(self, kind: str) -> str:
+        return f"{self.settings.collection_prefix}_{kind}"
+
+    def physical(self, kind: str, model_version: str | None = None) -> str:
+        return f"{self.alias(kind)}__{model_version or self.model_version}"
+
+    @property
+    def sentences(self) -> str:
+        return self.physical("sentences")
+
+    @property
+    def papers(self) -> str:
+        return self.physical("papers")
+
+    @property
+    def subscriptions(self) -> str:
+        return self.physical("subscriptions")
+
+    # lifecycle -------------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking call on the Qdrant thread, mapping outages to VectorStoreUnavailable."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: self.guard(fn, *args, **kwargs))
+
+    def guard(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (
+            ResponseHandlingException,
+            httpx.TransportError,
+            ConnectionError,
+            TimeoutError,
+        ) as exc:
+            raise VectorStoreUnavailable(f"Qdrant unreachable: {exc}", retry_after_s=1.0) from exc
+        except UnexpectedResponse as exc:
+            if (exc.status_code is not None and exc.status_code >= 500) or exc.status_code == 429:
+                raise VectorStoreUnavailable(
+                    f"Qdrant answered {exc.status_code}", retry_after_s=2.0
+                ) from exc
+            raise
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.client.close()
+
+    def ensure_collections(
+        self, model_version: str | None = None, *, set_alias: bool = True
+    ) -> None:
+        """Create the physical collections (idempotent) and their aliases where missing."""
+        existing = {c.name for c in self.client.get_collections().collections}
+        aliases = self.aliases()
+        for kind in KINDS:
+            name = self.physical(kind, model_version)
+            if name not in existing:
+                self.client.create_collection(
+                    name,
+                    vectors_config=qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE),
+                )
+                for field in KEYWORD_FIELDS[kind]:
+                    self.client.create_payload_index(name, field, qm.PayloadSchemaType.KEYWORD)
+                if kind != "subscriptions":
+                    self.client.create_payload_index(
+                        name, "published", qm.PayloadSchemaType.DATETIME
+                    )
+                log.info("created collection %s (dim %d, cosine)", name, self.dim)
+            else:
+                have = self.collection_dim(name)
+                if have != self.dim:
+                    raise ConfigError(
+                        f"collection {name} holds {have}-dim vectors but the model gives {self.dim}; "
+                        "set ASTRO_MODEL_VERSION to a new tag for this model"
+                    )
+            alias = self.alias(kind)
+            if set_alias and alias not in aliases:
+                self.switch_aliases({kind: name})
+            elif set_alias and aliases.get(alias) not in (None, name):
+                log.warning(
+                    "alias %s points to %s; this worker uses %s until a rollout switches it",
+                    alias,
+                    aliases[alias],
+                    name,
+                )
+
+    def collection_dim(self, name: str) -> int:
+        params = self.client.get_collection(name).config.params.vectors
+        assert isinstance(params, qm.VectorParams)
+        return int(params.size)
+
+    def aliases(self) -> dict[str, str]:
+        return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def switch_aliases(self, targets: dict[str, str]) -> None:
+        """Point each ``kind``'s alias at a physical collection, all in one atomic request."""
+        current = self.aliases()
+        ops: list[qm.AliasOperations] = []
+        for kind, collection in targets.items():
+            alias = self.alias(kind)
+            if alias in current:
+                ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
+            ops.append(
+                qm.CreateAliasOperation(
+                    create_alias=qm.CreateAlias(collection_name=collection, alias_name=alias)
+                )
+            )
+        self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    # writes ----------------------------------------------------------------
+    def upsert(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+    ) -> None:
+        """Upsert and wait until Qdrant has applied the write (offsets are committed after)."""
+        if not ids:
+            return
+        self.client.upsert(
+            collection,
+            points=qm.Batch(ids=list(ids), vectors=vectors.tolist(), payloads=list(payloads)),
+            wait=True,
+        )
+
+    def delete_stale_sentences(
+        self, arxiv_id: str, version: int, count: int, collection: str | None = None
+    ) -> None:
+        """Remove a paper's sentences that are not ``version``'s first ``count`` sentences."""
+        keep = qm.Filter(
+            must=[
+                qm.FieldCondition(key="version", match=qm.MatchValue(value=version)),
+                qm.FieldCondition(key="sentence_index", range=qm.Range(lt=count)),
+            ]
+        )
+        self.client.delete(
+            collection or self.sentences,
+            points_selector=qm.FilterSelector(
+                filter=qm.Filter(
+                    must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchValue(value=arxiv_id))],
+                    must_not=[keep],
+                )
+            ),
+            wait=True,
+        )
+
+    # reads -----------------------------------------------------------------
+    def papers_by_id(
+        self, arxiv_ids: Sequence[str], *, with_vectors: bool = False, collection: str | None = None
+    ) -> dict[str, qm.Record]:
+        if not arxiv_ids:
+            return {}
+        records = self.client.retrieve(
+            collection or self.papers,
+            ids=[paper_point_id(a) for a in arxiv_ids],
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        return {str(r.payload["arxiv_id"]): r for r in records if r.payload}
+
+    def sentences_of(self, arxiv_id: str, *, with_vectors: bool = True) -> list[qm.Record]:
+        return self.sentences_of_many([arxiv_id], with_vectors=with_vectors)
+
+    def sentences_of_many(
+        self, arxiv_ids: Sequence[str], *, with_vectors: bool = True, collection: str | None = None
+    ) -> list[qm.Record]:
+        """Every sentence point of these papers, in (paper, sentence_index) order."""
+        flt = qm.Filter(
+            must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchAny(any=list(arxiv_ids)))]
+        )
+        records: list[qm.Record] = []
+        offset: Any = None
+        while True:
+            page, offset = self.client.scroll(
+                collection or self.sentences,
+                scroll_filter=flt,
+                limit=1024,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+            records.extend(page)
+            if offset is None:
+                break
+        order = {a: i for i, a in enumerate(arxiv_ids)}
+        return sorted(
+            records,
+            key=lambda r: (
+                order.get(str((r.payload or {}).get("arxiv_id")), 0),
+                int((r.payload or {}).get("sentence_index", 0)),
+            ),
+        )
+
+    def scroll_papers(
+        self, offset: Any = None, limit: int = 64, collection: str | None = None
+    ) -> tuple[list[qm.Record], Any]:
+        """One page of paper points (payloads only) and the offset of the next page."""
+        return self.client.scroll(
+            collection or self.papers,
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=False,
+        )
+
+    def search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        limit: int,
+        query_filter: qm.Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        response = self.client.query_points(
+            collection,
+            query=list(vector),
+            query_filter=query_filter,
+            limit=limit,
+            with_payload=True,
+            score_threshold=score_threshold,
+        )
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in response.points]
+
+    def count(self, collection: str, query_filter: qm.Filter | None = None) -> int:
+        return int(self.client.count(collection, count_filter=query_filter, exact=True).count)
+
+    def ping(self) -> None:
+        self.client.get_collections()

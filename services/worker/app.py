@@ -1,0 +1,249 @@
+"""Wiring: the Faust app, its topics and agents, the HTTP routes; a process runs the roles it is given."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+
+from services.alerts import lexicon
+from services.alerts.hook import SUBSCRIPTIONS, AlertMatcher
+from services.alerts.subscriptions import SubscriptionStore
+from services.alerts.webhooks import WebhookSender
+from services.core import metrics
+from services.core.errors import DependencyUnavailable
+from services.core.schemas import Alert, DeadLetter, ModelUpdate
+from services.core.settings import Settings
+from services.embed.agent import install_embed_agent, raw_record
+from services.embed.pipeline import EmbedPipeline, IndexedHook
+from services.embed.rollout import Rollout, model_path, version_of
+from services.http.reads import Reads
+from services.http.subscriptions import register_subscriptions
+from services.http.views import json_errors, register_probes, register_reads
+from services.kafka.broker import port_open
+from services.models.encoder import Encoder, derive_model_version
+from services.store.binding import Binding
+from services.store.vectorstore import VectorStore
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024**2
+
+
+class Runtime:
+    """What one worker process holds: settings, the serving and indexing bindings, readiness.
+
+    ``serving`` is what the API, subscriptions and alerts read; ``indexing`` is what the
+    embed stage writes with. They are the same model except during a rollout.
+    """
+
+    def __init__(self, settings: Settings, encoder: Encoder, store: VectorStore) -> None:
+        self.settings = settings
+        self.serving = Binding(encoder, store)
+        self.indexing = Binding(encoder, store)
+        self.assigned = False
+        self.started_at = time.time()
+        self.extra_checks: dict[str, Callable[[], Awaitable[str | None]]] = {}
+        self.rollout = Rollout(settings, self.serving, self.indexing)
+        self.subscriptions: SubscriptionStore | None = None  # api and alerts roles
+
+    @classmethod
+    def load(cls, settings: Settings) -> Runtime:
+        """Load the model and open Qdrant (blocking: done before the worker starts)."""
+        encoder = Encoder(
+            settings.model, settings.device, settings.batch_size, settings.max_seq_length
+        )
+        version = settings.model_version or derive_model_version(settings.model)
+        store = VectorStore(settings, encoder.dim, version)
+        store.ensure_collections()
+        metrics.describe_model(encoder, version)
+        return cls(settings, encoder, store)
+
+    @property
+    def store(self) -> VectorStore:
+        """The serving store (what readiness and ``/stats`` look at)."""
+        return self.serving.store
+
+    async def readiness(self) -> dict[str, str]:
+        """Problems keyed by component; empty when the process is ready."""
+        problems: dict[str, str] = {}
+        host, _, port = self.settings.bootstrap_servers.split(",")[0].rpartition(":")
+        if not await asyncio.to_thread(port_open, host, int(port), 1.0):
+            problems["broker"] = f"cannot connect to {self.settings.bootstrap_servers}"
+        store = self.store
+        try:
+            await asyncio.wait_for(store.run(store.ping), timeout=3)
+        except (DependencyUnavailable, TimeoutError, OSError) as exc:
+            problems["qdrant"] = f"unreachable: {exc}"
+        if "embed" in self.settings.role_set and not self.assigned:
+            problems["consumer"] = "not yet joined the consumer group"
+        for name, check in self.extra_checks.items():
+            problem = await check()
+            if problem:
+                problems[name] = problem
+        return problems
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust app with the settings that matter on Tansu and on Kafka alike."""
+    return faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=True,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_stats_enabled=False,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
+        web_in_thread=False,
+        web_application_options={"middlewares": [json_errors], "client_max_size": MAX_BODY_BYTES},
+    )
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faust.App, Runtime]:
+    """Build the Faust app for ``settings.roles``; loads the model unless a runtime is given."""
+    runtime = runtime or Runtime.load(settings)
+    app = faust_app(settings)
+    deadletters = app.topic(settings.topic_deadletter, key_serializer="raw", value_serializer="raw")
+
+    async def dead_letter(letter: DeadLetter) -> None:
+        key = letter.key.encode() if letter.key is not None else None
+        fut = await deadletters.send(key=key, value=letter.model_dump_json().encode())
+        await fut  # the record is acked only once the broker holds its dead letter
+
+    on_indexed = install_alerts(app, runtime)
+    pipeline = EmbedPipeline(settings, runtime.indexing, dead_letter, on_indexed)
+
+    if "embed" in settings.role_set:
+        install_embed_agent(app, settings, pipeline)
+        install_rollout(app, runtime)
+
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            runtime.assigned = True
+
+    if "ingest" in settings.role_set:
+        from services.ingest.worker import install as install_ingest
+
+        runtime.extra_checks["ingest"] = install_ingest(app, settings)
+
+    register_probes(
+        app, runtime.readiness, lambda: runtime.serving.model_version, runtime.started_at
+    )
+    if "api" in settings.role_set:
+        register_reads(app, Reads(runtime.serving))
+        if runtime.subscriptions is not None:
+            register_subscriptions(
+                app, runtime.subscriptions, settings.api_token, settings.webhook_allow_private
+            )
+    return app, runtime
+
+
+def install_alerts(app: faust.App, runtime: Runtime) -> IndexedHook | None:
+    """Open the subscriptions (api and alerts roles); return the matcher hook (alerts role)."""
+    settings = runtime.settings
+    roles = settings.role_set
+    if not roles & {"api", "alerts"}:
+        return None
+    subs = SubscriptionStore(runtime.serving)
+    subs.ensure_sync()
+    runtime.subscriptions = subs
+    SUBSCRIPTIONS.set(subs.count_sync())
+    if "alerts" not in roles:
+        return None
+
+    topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
+
+    async def publish(alerts: list[Alert]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                futures = [
+                    await topic.send(
+                        key=a.subscription_id.encode(), value=a.model_dump_json().encode()
+                    )
+                    for a in alerts
+                ]
+                await asyncio.gather(*futures)  # on the broker before the paper is marked done
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.RETRIES.labels("alerts_publish").inc()
+                log.warning(
+                    "publishing %d alerts failed (%s); retrying in %.1fs", len(alerts), exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+
+    matcher = AlertMatcher(
+        subs,
+        publish,
+        WebhookSender(settings.webhook_allow_private),
+        aggregation=settings.alert_aggregation,
+        lexical_weight=settings.alert_lexical_weight,
+        prior=lexicon.prior(settings.alert_df_table),
+        percolate_limit=settings.alert_percolate_limit,
+    )
+
+    @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
+    async def _close_webhooks(sender: Any, **kwargs: Any) -> None:
+        await matcher.webhooks.close()
+
+    return matcher
+
+
+def install_rollout(app: faust.App, runtime: Runtime) -> None:
+    """The ``models`` agent (roll out a ModelUpdate) and the timer that follows another's rollout."""
+    settings = runtime.settings
+    models = app.topic(settings.topic_models, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(models, name="models")
+    async def on_model(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            where = raw_record(event).where
+            try:
+                update = ModelUpdate.model_validate_json(event.message.value)
+            except ValueError as exc:
+                log.warning("ignoring bad ModelUpdate (%s): %s", where, exc)
+                continue
+            try:
+                await runtime.rollout.run(update)
+            except Exception:
+                log.exception(
+                    "rollout to %s failed (%s); still serving %s",
+                    update.version,
+                    where,
+                    runtime.serving.model_version,
+                )
+
+    @app.timer(interval=10.0)
+    async def follow_alias() -> None:
+        """Other workers follow a rollout done by the one that got the ModelUpdate."""
+        store = runtime.serving.store
+        aliases = await store.run(store.aliases)
+        live = version_of(aliases.get(store.alias("papers")))
+        if live is None or live == store.model_version or runtime.rollout.lock.locked():
+            return
+        path = await store.run(model_path, store, live)
+        if path is None:
+            return
+        log.info("alias moved to %s: loading %s", live, path)
+        await runtime.rollout.run(ModelUpdate(name=live, version=live, path=path))
