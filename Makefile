@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test unit lint system-deps bench clean
+.PHONY: run test unit reliability lint system-deps bench clean
 
 # torch 2.13.0 first: the CPU build (a bare `torch` would pull a multi-GB CUDA build).
 $(STAMP): pyproject.toml
@@ -37,7 +37,11 @@ unit: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not integration and not deploy" tests/unit
 
 test: $(STAMP) system-deps lint
-	$(VENV)/bin/pytest -q -ra
+	$(VENV)/bin/pytest -q -ra -m "not reliability"
+
+# Kills, 5,000 poison records, a lost worker (~15 min on 2 cores); results: docs/reliability.md.
+reliability: $(STAMP)
+	$(VENV)/bin/pytest -q -ra -s --timeout 3600 -m reliability tests/reliability
 
 bench: $(STAMP)
 	$(VENV)/bin/astrostream bench pipeline

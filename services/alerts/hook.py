@@ -17,6 +17,7 @@ leaves the stored alert as it is, a changed text updates its score and evidence 
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import time
 from collections import OrderedDict
@@ -94,6 +95,7 @@ class AlertMatcher:
         lexical_weight: float | None = None,
         prior: CorpusStats | None = None,
         percolate_limit: int = 256,
+        crash_after_publish: bool = False,
     ) -> None:
         self.subs = subs
         self.publish = publish
@@ -101,6 +103,7 @@ class AlertMatcher:
         self.aggregation = aggregation
         self.lexical_weight = lexical_weight
         self.percolate_limit = percolate_limit
+        self.crash_after_publish = crash_after_publish  # ASTRO_CRASH_AT (crash-safety tests)
         # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
         self.corpus = prior.copy() if prior is not None else CorpusStats()
         self._bootstrapped = False
@@ -199,6 +202,11 @@ class AlertMatcher:
                 updates.append({**_payload(alert, item.digest), **kept})
         if fresh:
             await self.publish([a for _, a in fresh])
+            if self.crash_after_publish:
+                log.warning(
+                    "ASTRO_CRASH_AT=after_alert_publish: exiting before the alerts are stored"
+                )
+                os._exit(137)
         await self._call(
             self.subs.put_alerts_sync, [_payload(a, i.digest) for i, a in fresh] + updates
         )

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     roles: str = Field("ingest,embed,alerts,api", description="Roles of this worker process.")
     data_dir: Path = Field(Path("data"), description="State folder (cursors, local Qdrant).")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Logging.")
+    crash_at: Literal["", "after_alert_publish"] = Field(
+        "",
+        description="Testing only: exit abruptly (as on SIGKILL) at this point (crash-safety tests).",
+    )
 
     # arXiv ingestion
     arxiv_api_url: str = Field("https://export.arxiv.org/api/query", description="arXiv API.")

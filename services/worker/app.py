@@ -201,6 +201,7 @@ def install_alerts(app: faust.App, runtime: Runtime) -> IndexedHook | None:
         lexical_weight=settings.alert_lexical_weight,
         prior=lexicon.prior(settings.alert_df_table),
         percolate_limit=settings.alert_percolate_limit,
+        crash_after_publish=settings.crash_at == "after_alert_publish",
     )
 
     @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
