@@ -2,9 +2,11 @@
 
 Domain code raises transport-neutral errors (``services.core.errors``); :data:`STATUS`
 maps them to HTTP statuses in one place. Faust's ``WebError`` carries its own status.
-What aiohttp answers before a view runs (unknown route, wrong method, oversized body)
-is turned into the same JSON shape by :func:`json_errors`, so every answer is
-``{"error": "..."}``.
+What aiohttp answers before a view runs (unknown route, wrong method) is turned into the
+same JSON shape by :func:`json_errors`, so every answer is ``{"error": "..."}``; a body
+is checked (media type, size, encoding, depth) by :meth:`JsonView.json_body` before it is
+parsed. One answer stays aiohttp's text/plain 400: a request line over
+:data:`MAX_REQUEST_LINE_BYTES`, refused by the HTTP parser before any application code.
 """
 
 from __future__ import annotations
