@@ -62,11 +62,43 @@ def verify(body: bytes, secret: str, header: str) -> bool:
     return hmac.compare_digest(sign(body, secret), header)
 
 
+# IPv6 ranges that carry an IPv4 address in their last 32 bits: a connection to one of them
+# reaches that IPv4 address (through the kernel, a NAT64 gateway or the SIIT translator).
+EMBEDS_IPV4_LOW32 = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated): ::127.0.0.1
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 well-known prefix
+)
+# NAT64 local-use prefix (RFC 8215): where the IPv4 address sits is a local choice.
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, compatible, NAT64, 6to4), if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in net for net in EMBEDS_IPV4_LOW32):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def private_address(address: str) -> bool:
-    """Whether an IP is loopback, private, link-local, multicast, reserved or unspecified."""
+    """Whether an IP is loopback, private, link-local, multicast, reserved or unspecified.
+
+    An IPv6 address that embeds an IPv4 address (``::ffff:127.0.0.1``, ``::127.0.0.1``,
+    ``64:ff9b::7f00:1``, ``2002:7f00:1::``) is judged by that IPv4 address too.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in NAT64_LOCAL:
+            return True
+        inner = embedded_ipv4(ip)
+        if inner is not None and (not inner.is_global or inner.is_multicast):
+            return True
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
     return not ip.is_global or ip.is_multicast
 
 
@@ -92,7 +124,8 @@ async def check_url(url: str, allow_private: bool) -> None:
     if internal:
         raise UnsafeUrl(
             f"{parts.hostname} resolves to a private or loopback address ({', '.join(internal)}); "
-            "webhooks may only call public addresses"
+            "webhooks may only call public addresses (set ASTRO_WEBHOOK_ALLOW_PRIVATE=true "
+            "to allow internal receivers)"
         )
 
 
@@ -111,7 +144,10 @@ class GuardedResolver(AbstractResolver):
             return results
         safe = [r for r in results if not private_address(r["host"])]
         if not safe:
-            raise OSError(f"{host} resolves only to internal addresses; refused")
+            raise OSError(
+                f"{host} resolves only to internal addresses; refused "
+                "(ASTRO_WEBHOOK_ALLOW_PRIVATE=true allows them)"
+            )
         return safe
 
     async def close(self) -> None:

@@ -54,11 +54,13 @@ def run_worker(settings: Settings) -> None:
     """Load the model, open Qdrant and run a Faust worker until SIGINT/SIGTERM."""
     import faust
 
+    from services.store.vectorstore import wait_for_qdrant
     from services.worker.app import create_app
 
     setup_logging(settings.log_level)
     wait_for_kafka(settings)
     try:
+        wait_for_qdrant(settings)  # before the model is loaded for nothing
         app, _ = create_app(settings)
     except AstrostreamError as exc:
         raise click.ClickException(str(exc)) from None

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.errors import ConfigError
@@ -49,8 +49,14 @@ class Settings(BaseSettings):
     # Qdrant
     qdrant_url: str | None = Field(None, description="Qdrant server URL. Unset: local mode.")
     qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key (server mode).")
-    qdrant_path: Path = Field(Path("data/qdrant"), description="Local-mode storage folder.")
+    qdrant_path: Path = Field(
+        Path("data/qdrant"),
+        description="Local-mode storage folder. Unset: `qdrant` under ASTRO_DATA_DIR.",
+    )
     qdrant_timeout: float = Field(10.0, gt=0, description="Qdrant request timeout (s).")
+    qdrant_connect_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="How long a worker waits for the Qdrant server at start."
+    )
     collection_prefix: str = Field("astro", description="Prefix of the collection aliases.")
 
     # Model
@@ -152,6 +158,13 @@ class Settings(BaseSettings):
         if value not in ("bundled", "none") and not Path(value).is_file():
             raise ValueError(f"no such file {value!r}; use 'bundled', 'none' or a table path")
         return value
+
+    @model_validator(mode="after")
+    def _qdrant_under_data_dir(self) -> Settings:
+        """Local Qdrant lives under ASTRO_DATA_DIR unless ASTRO_QDRANT_PATH says otherwise."""
+        if "qdrant_path" not in self.model_fields_set:
+            object.__setattr__(self, "qdrant_path", self.data_dir / "qdrant")  # frozen model
+        return self
 
     @property
     def role_set(self) -> frozenset[str]:

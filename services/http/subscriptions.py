@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any, Literal, cast
 
 import faust
-from aiohttp import web
-from faust.web.exceptions import WebError
 from pydantic import SecretStr
 
 from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
@@ -24,7 +21,7 @@ def register_subscriptions(
     """``/subscriptions`` and everything under it."""
 
     class SubscriptionView(JsonView):
-        """Shared by the subscription routes: the bearer token and the JSON body."""
+        """Shared by the subscription routes: the bearer token."""
 
         def refused(self, request: Any) -> Any:
             """A 401 response when a token is set and the request lacks it, else None."""
@@ -40,18 +37,6 @@ def register_subscriptions(
                 headers={"WWW-Authenticate": 'Bearer realm="astrostream"'},
             )
 
-        async def body(self, request: Any) -> Any:
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                raise WebError("body too large (max 1 MiB)", code=413) from None
-            if not raw:
-                raise InvalidRequest("body is empty: expected a JSON object")
-            try:
-                return json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InvalidRequest(f"body is not valid JSON: {exc}") from None
-
     @app.page("/subscriptions", name="subscriptions")
     class Subscriptions(SubscriptionView):
         route_name = "subscriptions"
@@ -64,7 +49,7 @@ def register_subscriptions(
             refused = self.refused(request)
             if refused is not None:
                 return refused
-            created = await subs.create(parse_request(await self.body(request)), allow_private)
+            created = await subs.create(parse_request(await self.json_body(request)), allow_private)
             SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
             return self.json(created, status=201)
 

@@ -2,9 +2,11 @@
 
 Domain code raises transport-neutral errors (``services.core.errors``); :data:`STATUS`
 maps them to HTTP statuses in one place. Faust's ``WebError`` carries its own status.
-What aiohttp answers before a view runs (unknown route, wrong method, oversized body)
-is turned into the same JSON shape by :func:`json_errors`, so every answer is
-``{"error": "..."}``.
+What aiohttp answers before a view runs (unknown route, wrong method) is turned into the
+same JSON shape by :func:`json_errors`, so every answer is ``{"error": "..."}``; a body
+is checked (media type, size, encoding, depth) by :meth:`JsonView.json_body` before it is
+parsed. One answer stays aiohttp's text/plain 400: a request line over
+:data:`MAX_REQUEST_LINE_BYTES`, refused by the HTTP parser before any application code.
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ from services.core.errors import (
     NotFound,
     UnknownPaper,
 )
+from services.http.body import UnsupportedMediaType, check_media_type, parse_json
 from services.http.reads import Reads
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 1024**2
+# aiohttp answers a longer request line itself, in text/plain, before any middleware runs;
+# 8190 bytes (its default) would turn a long but harmless ?q= into that text answer.
+MAX_REQUEST_LINE_BYTES = 256 * 1024
+
 # First match wins: subclasses before their bases.
 STATUS: tuple[tuple[type[AstrostreamError], int], ...] = (
+    (UnsupportedMediaType, 415),
     (UnknownPaper, 422),
     (NotFound, 404),
     (InvalidRequest, 400),
@@ -51,7 +60,7 @@ def error_body(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Callable[..., Awaitable[Any]]) -> Any:
-    """aiohttp's own 404/405/413 (raised before any view runs) as JSON."""
+    """aiohttp's own 404/405 (raised before any view runs), and anything unhandled, as JSON."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -64,6 +73,19 @@ async def json_errors(request: web.Request, handler: Callable[..., Awaitable[Any
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         metrics.HTTP_REQUESTS.labels("other", str(exc.status)).inc()
         return web.json_response({"error": message}, status=exc.status, headers=headers)
+    except Exception as exc:  # outside any JsonView (a view maps its own errors)
+        log.exception("%s %s failed", request.method, request.path)
+        metrics.HTTP_REQUESTS.labels("other", "500").inc()
+        return error_body(500, f"internal error ({type(exc).__name__}); see the worker log")
+
+
+def web_application_options() -> dict[str, Any]:
+    """The aiohttp application settings of the API: JSON errors, body and line limits."""
+    return {
+        "middlewares": [json_errors],
+        "client_max_size": MAX_BODY_BYTES,
+        "handler_args": {"max_line_size": MAX_REQUEST_LINE_BYTES},
+    }
 
 
 class JsonView(View):
@@ -78,6 +100,8 @@ class JsonView(View):
             response = await handler(request, **(request.match_info or {}))
         except WebError as exc:
             response = self.error(int(exc.code), str(exc.detail))
+        except web.HTTPException as exc:  # raised by aiohttp inside a view
+            response = self.error(exc.status, exc.reason)
         except DependencyUnavailable as exc:
             response = self.error(
                 503, str(exc), headers={"Retry-After": str(int(exc.retry_after_s) or 1)}
@@ -91,6 +115,17 @@ class JsonView(View):
         metrics.HTTP_REQUESTS.labels(self.route_name, str(status)).inc()
         metrics.HTTP_SECONDS.labels(self.route_name).observe(time.perf_counter() - started)
         return response
+
+    async def json_body(self, request: Any) -> Any:
+        """The request's JSON body: 415 unless sent as JSON, 413 past 1 MiB, 400 if malformed."""
+        check_media_type(request.headers.get("Content-Type", ""))
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise WebError(
+                f"body too large (max {MAX_BODY_BYTES // 1024**2} MiB)", code=413
+            ) from None
+        return parse_json(raw)
 
 
 def register_probes(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import socket
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -39,13 +42,55 @@ class Hit:
     payload: dict[str, Any]
 
 
+QDRANT_PORT = 6333  # what qdrant-client assumes when the URL names none
+
+
+def wait_for_qdrant(settings: Settings) -> None:
+    """Return once ``ASTRO_QDRANT_URL`` accepts a TCP connection; retry until the timeout.
+
+    Without this, an unreachable server surfaces a minute later as qdrant-client's long
+    traceback. Local mode (no URL) returns at once.
+
+    Raises:
+        VectorStoreUnavailable: one line naming the address, after
+            ``ASTRO_QDRANT_CONNECT_TIMEOUT_S``.
+    """
+    url = settings.qdrant_url
+    if not url:
+        return
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        host, port = parts.hostname or "", parts.port or QDRANT_PORT
+    except ValueError as exc:  # a port that is not a number
+        raise ConfigError(f"ASTRO_QDRANT_URL={url}: {exc}") from None
+    timeout = settings.qdrant_connect_timeout_s
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            socket.create_connection((host, port), timeout=max(0.1, min(left, 5.0))).close()
+            return
+        except OSError as exc:
+            problem = str(exc) or type(exc).__name__
+        if time.monotonic() + 0.5 >= deadline:
+            raise VectorStoreUnavailable(
+                f"Qdrant at {host}:{port} (ASTRO_QDRANT_URL={url}) did not accept a connection "
+                f"within {timeout:g} s ({problem}); start it, fix the URL, or unset "
+                "ASTRO_QDRANT_URL for local mode",
+                retry_after_s=timeout,
+            )
+        time.sleep(0.5)
+
+
 def open_client(settings: Settings) -> QdrantClient:
     """A Qdrant client for ``ASTRO_QDRANT_URL``, or local mode under ``ASTRO_QDRANT_PATH``.
 
     Raises:
         ConfigError: when the local folder is already used by another process.
+        VectorStoreUnavailable: the server does not answer (see :func:`wait_for_qdrant`).
     """
     if settings.qdrant_url:
+        wait_for_qdrant(settings)
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return QdrantClient(
             url=settings.qdrant_url, api_key=key, timeout=int(settings.qdrant_timeout)
@@ -165,8 +210,21 @@ class VectorStore:
     def ensure_collections(
         self, model_version: str | None = None, *, set_alias: bool = True
     ) -> None:
-        """Create the physical collections (idempotent) and their aliases where missing."""
-        existing = {c.name for c in self.client.get_collections().collections}
+        """Create the physical collections (idempotent) and their aliases where missing.
+
+        Raises:
+            ConfigError: ``ASTRO_QDRANT_URL`` answers HTTP, but not as Qdrant does.
+        """
+        try:
+            collections = self.client.get_collections().collections
+        except UnexpectedResponse as exc:
+            if exc.status_code not in (404, 405):
+                raise
+            raise ConfigError(
+                f"ASTRO_QDRANT_URL={self.settings.qdrant_url} answered {exc.status_code} to "
+                "GET /collections: is it a Qdrant server (REST port, usually 6333)?"
+            ) from None
+        existing = {c.name for c in collections}
         aliases = self.aliases()
         for kind in KINDS:
             name = self.physical(kind, model_version)

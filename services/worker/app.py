@@ -23,15 +23,13 @@ from services.embed.pipeline import EmbedPipeline, IndexedHook
 from services.embed.rollout import Rollout, model_path, version_of
 from services.http.reads import Reads
 from services.http.subscriptions import register_subscriptions
-from services.http.views import json_errors, register_probes, register_reads
+from services.http.views import register_probes, register_reads, web_application_options
 from services.kafka.broker import port_open
 from services.models.encoder import Encoder, derive_model_version
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
 
 log = logging.getLogger(__name__)
-
-MAX_BODY_BYTES = 1024**2
 
 
 class Runtime:
@@ -113,7 +111,7 @@ def faust_app(settings: Settings) -> faust.App:
         web_graph_enabled=False,
         web_metrics_enabled=False,
         web_in_thread=False,
-        web_application_options={"middlewares": [json_errors], "client_max_size": MAX_BODY_BYTES},
+        web_application_options=web_application_options(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from services.alerts.webhooks import (
     SIGNATURE_HEADER,
+    GuardedResolver,
     UnsafeUrl,
     WebhookSender,
     check_url,
@@ -47,6 +49,18 @@ def test_signature_round_trip() -> None:
         ("fd00::1", True),
         ("93.184.216.34", False),
         ("2606:4700::1111", False),
+        # IPv6 addresses that embed an IPv4 one are judged by it too.
+        ("64:ff9b::7f00:1", True),  # NAT64 of 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", True),  # NAT64 of 169.254.169.254
+        ("64:ff9b:1::a00:1", True),  # NAT64 local-use prefix
+        ("::127.0.0.1", True),  # IPv4-compatible
+        ("::10.0.0.1", True),
+        ("::ffff:0:7f00:1", True),  # IPv4-translated (SIIT)
+        ("2002:7f00:1::", True),  # 6to4 of 127.0.0.1
+        ("2002:c0a8:101::1", True),  # 6to4 of 192.168.1.1
+        ("::ffff:a00:1", True),  # IPv4-mapped, hex form
+        ("64:ff9b::5db8:d822", False),  # NAT64 of a public address
+        ("2002:5db8:d822::1", False),  # 6to4 of a public address
     ],
 )
 def test_private_addresses(address: str, private: bool) -> None:
@@ -61,6 +75,28 @@ def test_check_url_refuses_internal_hosts(url: str) -> None:
     with pytest.raises(UnsafeUrl, match="private or loopback"):
         asyncio.run(check_url(url, allow_private=False))
     asyncio.run(check_url(url, allow_private=True))
+
+
+@pytest.mark.parametrize(
+    "host", ["[64:ff9b::7f00:1]", "[::127.0.0.1]", "[2002:7f00:1::]", "[::ffff:127.0.0.1]"]
+)
+def test_check_url_refuses_ipv6_forms_of_loopback(host: str) -> None:
+    with pytest.raises(UnsafeUrl, match="ASTRO_WEBHOOK_ALLOW_PRIVATE"):
+        asyncio.run(check_url(f"http://{host}:8080/hook", allow_private=False))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::127.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::"])
+def test_resolver_drops_internal_addresses_at_connect_time(host: str) -> None:
+    async def go(allow_private: bool) -> list[Any]:
+        resolver = GuardedResolver(allow_private)
+        try:
+            return await resolver.resolve(host, 80, socket.AF_UNSPEC)
+        finally:
+            await resolver.close()
+
+    with pytest.raises(OSError, match=r"internal addresses.*ASTRO_WEBHOOK_ALLOW_PRIVATE"):
+        asyncio.run(go(False))
+    assert [r["host"] for r in asyncio.run(go(True))] == [host]
 
 
 def test_check_url_refuses_other_schemes_and_accepts_public_ips() -> None:

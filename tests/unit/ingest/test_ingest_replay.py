@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from ingest_support import ARXIV_DATA, MemorySink
 from services.core.settings import Settings
 from services.ingest.poller import replay_file
 from services.ingest.records import MalformedPage
-from services.ingest.replay import read_replay
+from services.ingest.replay import MAX_REPLAY_BYTES, read_replay
 
 
 @pytest.mark.parametrize(
@@ -73,3 +75,30 @@ def test_replay_then_feed_of_the_same_papers_is_deduplicated(
     # .12644 v2 and .12258 v3 are new versions.
     assert (result.published, result.duplicates) == (2, 3)
     assert sorted(sink.keys[-2:]) == [("2512.12258", 3), ("2512.12644", 2)]
+
+
+def test_gzip_bomb_is_refused_without_unpacking_it(tmp_path: Path) -> None:
+    """272 MiB of zeros in a 270 kB file: refused at the cap, never held whole in memory."""
+    member = gzip.compress(bytes(16 * 1024**2), compresslevel=9)
+    bomb = tmp_path / "bomb.xml.gz"
+    bomb.write_bytes(member * 17)  # gzip allows concatenated members
+    assert bomb.stat().st_size < 1024**2
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(
+            MalformedPage, match=f"unpacks to more than {MAX_REPLAY_BYTES // 1024**2} MiB"
+        ):
+            read_replay(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * MAX_REPLAY_BYTES
+    assert time.perf_counter() - started < 30
+
+
+def test_broken_gzip_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"arxiv_id": "2501.00001"}\n' * 1000)[:100])
+    with pytest.raises(MalformedPage, match="broken gzip file"):
+        read_replay(path)

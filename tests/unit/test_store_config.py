@@ -1,0 +1,75 @@
+"""Where Qdrant lives (ASTRO_DATA_DIR, ASTRO_QDRANT_PATH) and a clear, fast failure when it is down."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.core.errors import ConfigError, VectorStoreUnavailable
+from services.core.settings import load_settings
+from services.kafka.broker import free_port
+from services.store.vectorstore import VectorStore
+
+
+def test_local_qdrant_lives_under_the_data_dir(tmp_path: Path) -> None:
+    assert load_settings(data_dir=tmp_path).qdrant_path == tmp_path / "qdrant"
+    assert load_settings(data_dir=tmp_path, qdrant_path=":memory:").qdrant_path == Path(":memory:")
+
+
+def test_data_dir_from_the_environment_moves_qdrant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASTRO_DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("ASTRO_QDRANT_PATH", raising=False)
+    settings = load_settings()
+    assert settings.qdrant_path == tmp_path / "state" / "qdrant"
+    store = VectorStore(settings, 8, "test")
+    try:
+        store.ensure_collections()
+    finally:
+        store.close()
+    assert (tmp_path / "state" / "qdrant").is_dir()
+
+
+def test_unreachable_qdrant_is_one_line_naming_the_address() -> None:
+    port = free_port()  # nothing listens there
+    settings = load_settings(qdrant_url=f"http://127.0.0.1:{port}", qdrant_connect_timeout_s=1.5)
+    started = time.perf_counter()
+    with pytest.raises(VectorStoreUnavailable) as err:
+        VectorStore(settings, 8, "test")
+    assert time.perf_counter() - started < 5
+    message = str(err.value)
+    assert f"127.0.0.1:{port}" in message and "ASTRO_QDRANT_URL" in message
+    assert "\n" not in message
+
+
+class NotQdrant(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_error(404)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def web_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotQdrant)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_web_server_that_is_not_qdrant_is_a_config_error(web_server: str) -> None:
+    store = VectorStore(load_settings(qdrant_url=web_server), 8, "test")
+    try:
+        with pytest.raises(ConfigError, match="is it a Qdrant server"):
+            store.ensure_collections()
+    finally:
+        store.close()
