@@ -17,8 +17,8 @@ leaves the stored alert as it is, a changed text updates its score and evidence 
 from __future__ import annotations
 
 import asyncio
-import os
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
