@@ -129,3 +129,37 @@ def remove(subscription_id: str) -> None:
     """Delete a subscription, its interest vectors and its alerts."""
     _call("DELETE", f"/subscriptions/{subscription_id}")
     click.echo(f"removed {subscription_id}")
+
+
+@subscribe.command("feedback")
+@click.argument("subscription_id")
+@click.argument("arxiv_id", required=False)
+@click.option(
+    "--label",
+    type=click.Choice(["relevant", "not_relevant"]),
+    help="Your judgement of ARXIV_ID; a paper labelled not_relevant never alerts again.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
+def feedback(subscription_id: str, arxiv_id: str | None, label: str | None, as_json: bool) -> None:
+    """Label an alerted paper (with ARXIV_ID and --label), or list the labels (without).
+
+    Example: astrostream subscribe feedback 3f2c… 2501.01234 --label not_relevant
+    """
+    path = f"/subscriptions/{subscription_id}/feedback"
+    if arxiv_id is None:
+        if label is not None:
+            raise click.UsageError("--label needs the ARXIV_ID it is about")
+        found = _call("GET", path)
+        _echo(
+            found,
+            as_json,
+            lambda f: (
+                "\n".join(f"{x['label']:13s} {x['arxiv_id']}  ({x['at']})" for x in f["feedback"])
+                or "no feedback yet"
+            ),
+        )
+        return
+    if label is None:
+        raise click.UsageError("give --label relevant or --label not_relevant")
+    saved = _call("POST", path, {"arxiv_id": arxiv_id, "label": label})
+    _echo(saved, as_json, lambda s: f"{s['arxiv_id']} marked {s['label']}")

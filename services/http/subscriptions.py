@@ -8,15 +8,20 @@ from typing import Any, Literal, cast
 import faust
 from pydantic import SecretStr
 
+from services.alerts.feedback import FeedbackStore, parse_feedback
 from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
 from services.alerts.subscriptions import SubscriptionStore, parse_request
-from services.core.errors import InvalidRequest
+from services.core.errors import InvalidRequest, UnknownPaper
 from services.http.params import int_param
 from services.http.views import JsonView
 
 
 def register_subscriptions(
-    app: faust.App, subs: SubscriptionStore, token: SecretStr | None, allow_private: bool
+    app: faust.App,
+    subs: SubscriptionStore,
+    feedback: FeedbackStore,
+    token: SecretStr | None,
+    allow_private: bool,
 ) -> None:
     """``/subscriptions`` and everything under it."""
 
@@ -68,6 +73,26 @@ def register_subscriptions(
             )
             return self.json({"subscription_id": subscription_id, "sort": sort, "alerts": alerts})
 
+    @app.page("/subscriptions/{subscription_id}/feedback", name="subscription_feedback")
+    class SubscriptionFeedback(SubscriptionView):
+        route_name = "subscription_feedback"
+
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            sub_id = (await subs.get(subscription_id))["id"]
+            labels = await subs.store.run(feedback.list_sync, [sub_id])
+            return self.json({"subscription_id": sub_id, "feedback": labels})
+
+        async def post(self, request: Any, subscription_id: str) -> Any:
+            refused = self.refused(request)
+            if refused is not None:
+                return refused
+            label = parse_feedback(await self.json_body(request))
+            sub_id = (await subs.get(subscription_id))["id"]
+            store = subs.store
+            if label.arxiv_id not in await store.run(store.papers_by_id, [label.arxiv_id]):
+                raise UnknownPaper([label.arxiv_id])
+            return self.json(await store.run(feedback.put_sync, sub_id, label))
+
     @app.page("/subscriptions/{subscription_id}", name="subscription")
     class Subscription(SubscriptionView):
         route_name = "subscription"
@@ -80,5 +105,6 @@ def register_subscriptions(
             if refused is not None:
                 return refused
             deleted = await subs.delete(subscription_id)
+            await subs.store.run(feedback.delete_sync, deleted["deleted"])
             SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
             return self.json(deleted)

@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from services.alerts import lexicon
+from services.alerts.feedback import FeedbackStore
 from services.alerts.hook import SUBSCRIPTIONS, AlertMatcher
 from services.alerts.subscriptions import SubscriptionStore
 from services.alerts.webhooks import WebhookSender
@@ -48,6 +49,7 @@ class Runtime:
         self.extra_checks: dict[str, Callable[[], Awaitable[str | None]]] = {}
         self.rollout = Rollout(settings, self.serving, self.indexing)
         self.subscriptions: SubscriptionStore | None = None  # api and alerts roles
+        self.feedback: FeedbackStore | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Runtime:
@@ -147,9 +149,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
     )
     if "api" in settings.role_set:
         register_reads(app, Reads(runtime.serving))
-        if runtime.subscriptions is not None:
+        if runtime.subscriptions is not None and runtime.feedback is not None:
             register_subscriptions(
-                app, runtime.subscriptions, settings.api_token, settings.webhook_allow_private
+                app,
+                runtime.subscriptions,
+                runtime.feedback,
+                settings.api_token,
+                settings.webhook_allow_private,
             )
     return app, runtime
 
@@ -163,6 +169,8 @@ def install_alerts(app: faust.App, runtime: Runtime) -> IndexedHook | None:
     subs = SubscriptionStore(runtime.serving)
     subs.ensure_sync()
     runtime.subscriptions = subs
+    runtime.feedback = FeedbackStore(runtime.serving)
+    runtime.feedback.ensure_sync()
     SUBSCRIPTIONS.set(subs.count_sync())
     if "alerts" not in roles:
         return None
