@@ -201,6 +201,9 @@ def test_every_alert_rule_evaluates_on_a_real_worker(
         lag = prometheus.query_until('astrostream_consumer_lag{topic=~".*papers"}')
         assert {s["metric"]["partition"] for s in lag} == {"0", "1", "2", "3"}
         assert all(float(s["value"][1]) >= 0 for s in lag)
+        # Every record was processed and committed: the committed offsets reach the highwater.
+        caught_up = prometheus.query_until('sum(astrostream_consumer_lag{topic=~".*papers"}) == 0')
+        assert caught_up, f"lag stays above 0 after everything was committed: {lag}"
     finally:
         prometheus.stop()
 
