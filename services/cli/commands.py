@@ -12,6 +12,7 @@ import click
 
 from services.cli.bench import bench
 from services.cli.common import api_request, settings_or_exit
+from services.cli.deadletters import deadletters
 from services.cli.subscribe import subscribe
 from services.core.errors import AstrostreamError
 from services.core.logs import setup_logging
@@ -172,7 +173,7 @@ def stats() -> None:
     click.echo(json.dumps(api_request(settings_or_exit(), "GET", "/stats"), indent=2))
 
 
-for command in (ingest, subscribe, train, bench):
+for command in (ingest, subscribe, train, bench, deadletters):
     cli.add_command(command)
 
 

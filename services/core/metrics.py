@@ -46,6 +46,12 @@ MODEL = Info("astrostream_model", "The model this process embeds with.")
 HTTP_REQUESTS = Counter(
     "astrostream_http_requests", "API requests by route and status.", ["route", "status"]
 )
+CONSUMER_LAG = Gauge(
+    "astrostream_consumer_lag",
+    "Records of an assigned partition not yet committed: highwater minus committed offset "
+    "(an estimate on Tansu, whose ListOffsets answers low; exact on Kafka).",
+    ["topic", "partition"],
+)
 HTTP_SECONDS = Histogram(
     "astrostream_http_request_seconds", "API latency by route.", ["route"], buckets=LATENCY_BUCKETS
 )

@@ -25,7 +25,7 @@ from services.store.vectorstore import VectorStore
 log = logging.getLogger(__name__)
 
 ROLLOUT_PAPERS = Gauge("astrostream_rollout_papers_done", "Papers re-embedded by the rollout.")
-ROLLOUT_TOTAL = Gauge("astrostream_rollout_papers_total", "Papers the rollout has to re-embed.")
+ROLLOUT_TOTAL = Gauge("astrostream_rollout_papers_target", "Papers the rollout has to re-embed.")
 ROLLOUT_ACTIVE = Gauge("astrostream_rollout_active", "1 while a model rollout runs.")
 ROLLOUTS = Counter("astrostream_rollouts", "Finished model rollouts.", ["outcome"])
 

@@ -1,4 +1,5 @@
-"""Deployment files: compose.yaml, deploy/Dockerfile, deploy/prometheus.yml, deploy/alerts.yml.
+"""Deployment files: compose.yaml, deploy/Dockerfile, deploy/prometheus.yml, deploy/alerts.yml,
+deploy/grafana (provisioning and dashboard).
 
 compose.yaml is checked with Debian's ``docker-compose config`` (package ``docker-compose``)
 and the Prometheus files with ``promtool`` (package ``prometheus``). Neither needs a Docker
@@ -31,9 +32,18 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PROMETHEUS = ROOT / "deploy" / "prometheus.yml"
 ALERTS = ROOT / "deploy" / "alerts.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "astrostream.json"
 
-SERVICES = {"kafka", "qdrant", "worker", "ingest", "prometheus"}
-VOLUMES = {"kafka-data", "qdrant-storage", "models", "ingest-data", "prometheus-data"}
+SERVICES = {"kafka", "qdrant", "worker", "ingest", "prometheus", "grafana"}
+VOLUMES = {
+    "kafka-data",
+    "qdrant-storage",
+    "models",
+    "ingest-data",
+    "prometheus-data",
+    "grafana-data",
+}
 PRODUCTION_BROKER_TIMEOUTS = {
     "ASTRO_BROKER_SESSION_TIMEOUT": "30",
     "ASTRO_BROKER_HEARTBEAT_INTERVAL": "3",
@@ -251,9 +261,78 @@ def test_prometheus_scrapes_every_worker_replica() -> None:
 def test_alert_rules_use_the_service_metrics() -> None:
     rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
     exprs = " ".join(rule["expr"] for rule in rules)
-    for metric in ("up{", "astrostream_deadletters_total", "astrostream_consumer_lag"):
+    for metric in (
+        "up{",
+        "astrostream_deadletters_total",
+        "astrostream_consumer_lag",
+        "astrostream_ingest_last_success_timestamp_seconds",
+    ):
         assert metric in exprs
     assert all(rule["labels"]["severity"] in {"warning", "critical"} for rule in rules)
+    assert {rule["alert"] for rule in rules} >= {
+        "AstrostreamConsumerLagHigh",
+        "AstrostreamIngestStale",
+    }
+
+
+# Grafana --------------------------------------------------------------------------------------
+
+
+def dashboard_exprs() -> list[str]:
+    """Every PromQL expression of the provisioned dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", []) if "expr" in t]
+
+
+def test_grafana_service_provisions_the_dashboard() -> None:
+    grafana = _service("grafana")
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert any(str(p.get("target", p)).endswith("3000") for p in grafana["ports"])
+    mounts = _volume_targets(grafana)
+    assert mounts["/var/lib/grafana"] == "grafana-data"
+    provisioning = "/etc/grafana/provisioning"
+    assert (
+        Path(mounts[f"{provisioning}/datasources/astrostream.yml"]) == GRAFANA / "datasources.yml"
+    )
+    assert Path(mounts[f"{provisioning}/dashboards/astrostream.yml"]) == GRAFANA / "dashboards.yml"
+    providers = yaml.safe_load((GRAFANA / "dashboards.yml").read_text())["providers"]
+    folder = providers[0]["options"]["path"]
+    assert Path(mounts[folder]) == DASHBOARD.parent, "the provider reads the mounted folder"
+    home = _env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{folder}/{DASHBOARD.name}"
+
+
+def test_grafana_datasource_is_the_compose_prometheus() -> None:
+    sources = yaml.safe_load((GRAFANA / "datasources.yml").read_text())["datasources"]
+    assert len(sources) == 1
+    source = sources[0]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    assert "prometheus" in _compose_config()["services"]
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = {
+        item["datasource"]["uid"]
+        for panel in dashboard["panels"]
+        for item in [panel, *panel.get("targets", [])]
+        if "datasource" in item
+    }
+    assert used == {source["uid"]}
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses every panel query (as recording rules: it has no bare-query check)."""
+    promtool = _tool("promtool", "prometheus")
+    exprs = dashboard_exprs()
+    assert len(exprs) >= 10
+    rules = [{"record": f"dashboard:query_{i}", "expr": e} for i, e in enumerate(exprs)]
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    proc = _run([promtool, "check", "rules", str(path)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "astrostream"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
 
 
 # Dockerfile -----------------------------------------------------------------------------------
