@@ -29,6 +29,7 @@ from services.kafka.broker import port_open
 from services.models.encoder import Encoder, derive_model_version
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
+from services.worker.lag import install_lag
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
     if "embed" in settings.role_set:
         install_embed_agent(app, settings, pipeline)
         install_rollout(app, runtime)
+        install_lag(app)
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
