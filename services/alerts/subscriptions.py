@@ -28,7 +28,12 @@ from qdrant_client import models as qm
 
 from services.alerts.matcher import term_counts
 from services.alerts.webhooks import UnsafeUrl, check_url
-from services.core.errors import InvalidSubscription, NotFound, UnknownPaper
+from services.core.errors import (
+    InvalidSubscription,
+    NotFound,
+    UnknownPaper,
+    describe_validation_error,
+)
 from services.core.ids import interest_point_id
 from services.core.schemas import split_arxiv_id
 from services.core.text import normalise
@@ -153,15 +158,9 @@ def parse_request(body: Any) -> SubscriptionRequest:
     try:
         request = SubscriptionRequest.model_validate(body)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            message = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                message = (
-                    "unknown field (expected " + ", ".join(SubscriptionRequest.model_fields) + ")"
-                )
-            problems.append(f"{where}: {message}")
+        problems = describe_validation_error(
+            exc, root="body", fields_hint=SubscriptionRequest.model_fields
+        )
         raise InvalidSubscription("; ".join(problems)) from None
     interests = len(request.queries) + len(request.arxiv_ids)
     if interests == 0:

@@ -16,7 +16,7 @@ import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 from pydantic import ValidationError
 
-from services.core.errors import AstrostreamError
+from services.core.errors import AstrostreamError, describe_validation_error
 from services.core.schemas import Paper
 
 
@@ -158,9 +158,7 @@ def build_listing(
     try:
         paper = Paper.model_validate(fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "record"
-        skipped.append((where, f"invalid {loc}: {err['msg']}"))
+        skipped.append((where, f"invalid {describe_validation_error(exc, limit=1)[0]}"))
         return None
     return Listing(paper=paper, **extra)
 

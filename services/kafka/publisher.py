@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 
-from services.core.errors import BadRecord, DependencyUnavailable
+from services.core.errors import BadRecord, DependencyUnavailable, describe_validation_error
 from services.core.schemas import Paper
 from services.core.settings import Settings
 
@@ -41,13 +41,9 @@ def read_papers_jsonl(path: Path) -> Iterator[Paper]:
         try:
             yield Paper.model_validate_json(line)
         except ValidationError as exc:
-            raise BadRecord(f"{path}:{lineno}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "record"
-    return f"{where}: {err['msg']}"
+            raise BadRecord(
+                f"{path}:{lineno}: {describe_validation_error(exc, limit=1)[0]}"
+            ) from None
 
 
 def encode_json(message: BaseModel | dict[str, Any]) -> bytes:
