@@ -14,7 +14,6 @@ lives only in a worker's memory:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import secrets
 import uuid
@@ -28,6 +27,7 @@ from qdrant_client import models as qm
 
 from services.alerts.matcher import term_counts
 from services.alerts.webhooks import UnsafeUrl, check_url
+from services.core.clock import utcnow
 from services.core.errors import (
     InvalidSubscription,
     NotFound,
@@ -285,7 +285,7 @@ class SubscriptionStore:
         meta = {
             "id": sub_id,
             "name": request.name,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "created_at": utcnow().isoformat(),
             "threshold": request.threshold,
             "categories": request.categories,
             "queries": request.queries,
