@@ -18,7 +18,7 @@ from typing import Any
 from services.core.clock import utcnow
 from services.core.schemas import Paper
 from services.core.settings import Settings
-from services.ingest.records import Listing, content_digest
+from services.ingest.records import Listing, listing_digest
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS papers (
@@ -153,7 +153,7 @@ class IngestState:
         planned: list[Planned] = []
         for listing in listings:
             paper = listing.paper
-            digest = content_digest(paper)
+            digest = listing_digest(paper)
             previous = known.get(paper.arxiv_id)
             decision = decide(previous, listing, digest)
             if force and not decision.publish:

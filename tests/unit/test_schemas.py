@@ -90,3 +90,9 @@ def test_validation_errors_read_as_field_colon_message() -> None:
     with pytest.raises(ValidationError) as whole:
         Paper.model_validate("not an object")
     assert describe_validation_error(whole.value, root="body")[0].startswith("body: ")
+
+
+def test_content_digest_is_pinned() -> None:
+    # Stored in every paper point: a change here would re-embed the whole collection.
+    assert ids.content_digest("T", "A") == "c169345176250386e76fb1b95597d35a"
+    assert ids.content_digest("TA") != ids.content_digest("T", "A")
