@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import zlib
 from typing import Any
 
 import numpy as np
@@ -70,12 +71,16 @@ def test_subscription_ids() -> None:
 
 
 class FakeEncoder:
-    """Deterministic unit vectors from the text's hash: enough for storage logic."""
+    """Deterministic unit vectors seeded by the text's CRC-32: enough for storage logic.
+
+    ``hash()`` of a str is salted per process (PYTHONHASHSEED), so it would give other vectors
+    in every run.
+    """
 
     dim = DIM
 
     async def aencode(self, texts: list[str]) -> np.ndarray:
-        rows = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=DIM) for t in texts]
+        rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=DIM) for t in texts]
         vectors = np.asarray(rows, dtype=np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
