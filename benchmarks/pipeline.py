@@ -59,9 +59,10 @@ def pipeline(
 ) -> None:
     """Bare ``model.encode`` vs. publish → embed worker → Qdrant over the same sentences."""
     from benchmarks.stack import WorkerProcess, metric_sum
+    from services.core.papers import read_papers_jsonl
     from services.core.text import normalise, sentences_for_embedding
     from services.kafka.broker import EmbeddedBroker, free_port
-    from services.kafka.publisher import Publisher, read_papers_jsonl
+    from services.kafka.publisher import Publisher
     from services.models.encoder import Encoder
 
     settings = load_settings(**({"batch_size": batch_size} if batch_size else {}))

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from services.core.errors import BadRecord
+from services.core.papers import read_papers_jsonl
 from services.core.schemas import Paper
 from services.core.text import normalise, sentences_for_embedding
-from services.kafka.publisher import read_papers_jsonl
 from trainer.errors import TrainingDataError
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -12,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from services.core.clock import utcnow
 from services.core.schemas import ModelUpdate
 from services.core.settings import Settings
 from trainer.data import (
@@ -345,7 +345,7 @@ def run_training(opts: TrainOptions, settings: Settings) -> RunResult:
         name=opts.name,
         version=version,
         path=str(final),
-        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created_at=utcnow().isoformat(timespec="seconds"),
         metrics=tuned,
     )
     registry.record(entry, promotion.promoted)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.core.clock import utcnow
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def slug(text: str) -> str:
 
 def new_version(out: Path, name: str, now: dt.datetime | None = None) -> str:
     """UTC timestamp ``YYYYMMDDHHMMSS``, with ``-2``, ``-3``… when that directory exists."""
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime(VERSION_FORMAT)
+    stamp = (now or utcnow()).strftime(VERSION_FORMAT)
     version, n = stamp, 1
     while (out / f"{name}-{version}").exists() or (out / f".{name}-{version}.partial").exists():
         n += 1

@@ -36,7 +36,7 @@ from services.alerts.matcher import (
     term_counts,
     tfidf,
 )
-from services.alerts.subscriptions import SubscriptionStore
+from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.alerts.webhooks import WebhookSender, webhook_body
 from services.core import metrics
 from services.core.errors import DependencyUnavailable
@@ -107,7 +107,7 @@ class AlertMatcher:
         # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
         self.corpus = prior.copy() if prior is not None else CorpusStats()
         self._bootstrapped = False
-        self._meta: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._meta: OrderedDict[str, SubscriptionMeta] = OrderedDict()
         self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
         self.max_backoff_s = 30.0
 
@@ -152,20 +152,19 @@ class AlertMatcher:
             vector = tfidf(counts[row], self.corpus)
             for sub_id, entries in paper_hits.items():
                 meta = metas.get(sub_id)
-                if meta is None or paper.arxiv_id in meta.get("arxiv_ids", []):
+                if meta is None or paper.arxiv_id in meta.arxiv_ids:
                     continue  # being created or deleted, or one of its own seed papers
-                wanted = meta.get("categories") or []
-                if wanted and not set(wanted) & set(paper.categories):
+                if meta.categories and not set(meta.categories) & set(paper.categories):
                     continue
                 scored = score_subscription(
                     entries,
                     sentences=len(item.sentences),
-                    interest_points=int(meta.get("points") or len(entries)),
+                    interest_points=meta.points or len(entries),
                     lexical=cosine(vector, self._centroid(meta)),
                     method=self.aggregation,
                     **({"weight": self.lexical_weight} if self.lexical_weight is not None else {}),
                 )
-                if scored.score < float(meta.get("threshold", 0.0)):
+                if scored.score < meta.threshold:
                     continue
                 matches = [
                     Match(
@@ -215,10 +214,10 @@ class AlertMatcher:
         index = {id(item): row for row, item in enumerate(papers)}
         for item, alert in fresh:
             per_paper[index[id(item)]] += 1
-            webhook = metas[alert.subscription_id].get("webhook")
+            webhook = metas[alert.subscription_id].webhook
             if webhook:
                 self.webhooks.submit(
-                    webhook["url"], webhook["secret"], webhook_body(alert), alert.alert_id
+                    webhook.url, webhook.secret, webhook_body(alert), alert.alert_id
                 )
         for n in per_paper:
             ALERTS_PER_PAPER.observe(n)
@@ -259,7 +258,7 @@ class AlertMatcher:
                     )
         return found
 
-    async def _metas(self, sub_ids: list[str]) -> dict[str, dict[str, Any]]:
+    async def _metas(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
         missing = [s for s in sub_ids if s not in self._meta]
         if missing:
             for sub_id, meta in (await self._call(self.subs.meta_sync, missing)).items():
@@ -272,16 +271,13 @@ class AlertMatcher:
                 self._meta.move_to_end(sub_id)
         return {s: self._meta[s] for s in sub_ids if s in self._meta}
 
-    def _centroid(self, meta: dict[str, Any]) -> dict[str, float]:
+    def _centroid(self, meta: SubscriptionMeta) -> dict[str, float]:
         """The subscription's TF-IDF centroid, recomputed as the IDF drifts."""
-        sub_id = meta["id"]
+        sub_id = meta.id
         cached = self._lexical.get(sub_id)
         if cached is not None and self.corpus.docs <= cached[0] * (1 + IDF_REFRESH):
             return cached[1]
-        vectors = [
-            tfidf({str(t): int(n) for t, n in interest.get("terms", [])}, self.corpus)
-            for interest in meta.get("interests", [])
-        ]
+        vectors = [tfidf(dict(interest.terms), self.corpus) for interest in meta.interests]
         vector = centroid(vectors)
         self._lexical[sub_id] = (self.corpus.docs, vector)
         return vector

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from services.alerts.matcher import CorpusStats, term_counts
 from services.core.errors import AstrostreamError, ConfigError
-from services.kafka.publisher import read_papers_jsonl
+from services.core.papers import read_papers_jsonl
 
 BUNDLED_DF_TABLE = Path(__file__).parent / "data" / "astro-ph-df.tsv.gz"
 MIN_DF = 2  # terms seen once say nothing a missing term doesn't (both get the top IDF)

@@ -14,7 +14,6 @@ lives only in a worker's memory:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import secrets
 import uuid
@@ -28,7 +27,13 @@ from qdrant_client import models as qm
 
 from services.alerts.matcher import term_counts
 from services.alerts.webhooks import UnsafeUrl, check_url
-from services.core.errors import InvalidSubscription, NotFound, UnknownPaper
+from services.core.clock import utcnow
+from services.core.errors import (
+    InvalidSubscription,
+    NotFound,
+    UnknownPaper,
+    describe_validation_error,
+)
 from services.core.ids import interest_point_id
 from services.core.schemas import split_arxiv_id
 from services.core.text import normalise
@@ -153,15 +158,9 @@ def parse_request(body: Any) -> SubscriptionRequest:
     try:
         request = SubscriptionRequest.model_validate(body)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            message = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                message = (
-                    "unknown field (expected " + ", ".join(SubscriptionRequest.model_fields) + ")"
-                )
-            problems.append(f"{where}: {message}")
+        problems = describe_validation_error(
+            exc, root="body", fields_hint=SubscriptionRequest.model_fields
+        )
         raise InvalidSubscription("; ".join(problems)) from None
     interests = len(request.queries) + len(request.arxiv_ids)
     if interests == 0:
@@ -173,6 +172,65 @@ def parse_request(body: Any) -> SubscriptionRequest:
     if request.webhook_secret and not request.webhook:
         raise InvalidSubscription("webhook_secret given without webhook")
     return request
+
+
+class Interest(BaseModel):
+    """One query or seed paper of a subscription, with the term counts of its text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    interest: str
+    kind: Literal["query", "paper"]
+    terms: list[tuple[str, int]] = []  # pairs, not a dict: payload keys may not hold dots
+
+
+class Webhook(BaseModel):
+    """Where a subscription's alerts are POSTed, and the secret that signs them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    secret: str
+
+
+class SubscriptionMeta(BaseModel):
+    """A subscription as stored in the metadata collection (the point's payload, as JSON).
+
+    Everything the matcher needs, terms and webhook secret included; :meth:`public` is what
+    the API shows. Unknown payload keys are ignored, so older payloads stay readable.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    name: str = ""
+    created_at: str
+    threshold: float = 0.0
+    categories: list[str] = []
+    queries: list[str] = []
+    arxiv_ids: list[str] = []
+    interests: list[Interest] = []
+    points: int = 0
+    model_version: str | None = None
+    webhook: Webhook | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows of a subscription: no terms, no webhook secret."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "threshold": self.threshold,
+            "categories": self.categories,
+            "queries": self.queries,
+            "arxiv_ids": self.arxiv_ids,
+            "interest_vectors": self.points,
+            "model_version": self.model_version,
+            "webhook": self.webhook.url if self.webhook else None,
+        }
 
 
 def check_subscription_id(raw: str) -> str:
@@ -251,19 +309,19 @@ class SubscriptionStore:
             else np.zeros((0, store.dim), dtype=np.float32)
         )
         sub_id = uuid.uuid4().hex
-        interests: list[dict[str, Any]] = []
+        interests: list[Interest] = []
         labels: list[tuple[int, str, str, str]] = []  # interest index, label, kind, text
         rows: list[np.ndarray] = []
         for query, vector in zip(request.queries, query_vectors, strict=True):
             index = len(interests)
-            interests.append({"interest": query, "kind": "query", "terms": _terms(query)})
+            interests.append(Interest(interest=query, kind="query", terms=_terms(query)))
             labels.append((index, query, "query", query))
             rows.append(vector[None, :])
         for arxiv_id in request.arxiv_ids:
             seed = seeds[arxiv_id]
             index = len(interests)
             text = " ".join([seed.title, *seed.sentences])
-            interests.append({"interest": arxiv_id, "kind": "paper", "terms": _terms(text)})
+            interests.append(Interest(interest=arxiv_id, kind="paper", terms=_terms(text)))
             labels.extend((index, arxiv_id, "sentence", s) for s in seed.sentences)
             rows.append(seed.vectors)
         vectors = np.vstack(rows).astype(np.float32)
@@ -283,23 +341,25 @@ class SubscriptionStore:
         ]
         ids = [interest_point_id(sub_id, i) for i in range(points)]
         secret = request.webhook_secret or (secrets.token_hex(32) if request.webhook else None)
-        meta = {
-            "id": sub_id,
-            "name": request.name,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(),
-            "threshold": request.threshold,
-            "categories": request.categories,
-            "queries": request.queries,
-            "arxiv_ids": request.arxiv_ids,
-            "interests": interests,
-            "points": points,
-            "model_version": store.model_version,
-            "webhook": {"url": request.webhook, "secret": secret} if request.webhook else None,
-        }
+        meta = SubscriptionMeta(
+            id=sub_id,
+            name=request.name,
+            created_at=utcnow().isoformat(),
+            threshold=request.threshold,
+            categories=request.categories,
+            queries=request.queries,
+            arxiv_ids=request.arxiv_ids,
+            interests=interests,
+            points=points,
+            model_version=store.model_version,
+            webhook=Webhook(url=request.webhook, secret=secret)
+            if request.webhook and secret
+            else None,
+        )
         await store.run(store.upsert, store.subscriptions, ids, vectors, payloads)
         # Metadata last: a subscription whose metadata is missing is never matched.
         await store.run(self._put_meta_sync, sub_id, meta)
-        view = public(meta)
+        view = meta.public()
         if secret:
             view["webhook_secret"] = secret
         return view
@@ -323,24 +383,25 @@ class SubscriptionStore:
             seeds[arxiv_id] = Seed(arxiv_id, str(payload.get("title", "")), texts, vectors)
         return seeds
 
-    def _put_meta_sync(self, sub_id: str, meta: dict[str, Any]) -> None:
+    def _put_meta_sync(self, sub_id: str, meta: SubscriptionMeta) -> None:
         self.store.client.upsert(
-            self.meta, [qm.PointStruct(id=sub_id, vector={}, payload=meta)], wait=True
+            self.meta, [qm.PointStruct(id=sub_id, vector={}, payload=meta.payload())], wait=True
         )
 
-    def meta_sync(self, sub_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def meta_sync(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
         """Full metadata (terms and webhook secret included) of the subscriptions that exist."""
         if not sub_ids:
             return {}
         records = self.store.client.retrieve(self.meta, ids=sub_ids, with_payload=True)
-        return {str(r.payload["id"]): r.payload for r in records if r.payload}
+        metas = (SubscriptionMeta.model_validate(r.payload) for r in records if r.payload)
+        return {m.id: m for m in metas}
 
     async def get(self, raw_id: str) -> dict[str, Any]:
         sub_id = check_subscription_id(raw_id)
         found = await self.store.run(self.meta_sync, [sub_id])
         if sub_id not in found:
             raise NotFound(f"subscription {raw_id} does not exist")
-        return public(found[sub_id])
+        return found[sub_id].public()
 
     async def list_all(self) -> list[dict[str, Any]]:
         def scan() -> list[Any]:
@@ -350,7 +411,7 @@ class SubscriptionStore:
             return records
 
         records = await self.store.run(scan)
-        views = [public(r.payload) for r in records if r.payload]
+        views = [SubscriptionMeta.model_validate(r.payload).public() for r in records if r.payload]
         return sorted(views, key=lambda v: (v["created_at"], v["id"]))
 
     async def delete(self, raw_id: str) -> dict[str, Any]:
@@ -412,26 +473,9 @@ class SubscriptionStore:
         return [alert_view(a) for a in alerts[:limit]]
 
 
-def _terms(text: str) -> list[list[Any]]:
+def _terms(text: str) -> list[tuple[str, int]]:
     """Term counts as a list of pairs (payload keys may not hold dots or spaces safely)."""
-    return [[t, n] for t, n in sorted(term_counts(text).items())]
-
-
-def public(meta: dict[str, Any]) -> dict[str, Any]:
-    """What the API shows of a subscription: no terms, no webhook secret."""
-    webhook = meta.get("webhook") or None
-    return {
-        "id": meta["id"],
-        "name": meta.get("name", ""),
-        "created_at": meta.get("created_at"),
-        "threshold": meta.get("threshold"),
-        "categories": meta.get("categories", []),
-        "queries": meta.get("queries", []),
-        "arxiv_ids": meta.get("arxiv_ids", []),
-        "interest_vectors": meta.get("points", 0),
-        "model_version": meta.get("model_version"),
-        "webhook": webhook["url"] if webhook else None,
-    }
+    return sorted(term_counts(text).items())
 
 
 def alert_view(payload: dict[str, Any]) -> dict[str, Any]:

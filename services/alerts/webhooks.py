@@ -262,9 +262,6 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
 
-    def pending(self) -> int:
-        return len(self._tasks)
-
 
 def webhook_body(alert: Any) -> bytes:
     """The JSON body POSTed for an alert (the same document as on ``astro.alerts``)."""

@@ -111,8 +111,9 @@ def worker(roles: str | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Publish at most this many papers.")
 def publish(files: tuple[Path, ...], limit: int | None) -> None:
     """Validate papers from JSONL(.gz) FILES, then produce them to the papers topic."""
+    from services.core.papers import read_papers_jsonl
     from services.core.schemas import Paper
-    from services.kafka.publisher import Publisher, read_papers_jsonl
+    from services.kafka.publisher import Publisher
 
     settings = settings_or_exit()
     setup_logging("warning")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+from pydantic import ValidationError
+
 
 class AstrostreamError(Exception):
     """Root of every error raised on purpose by astrostream."""
@@ -57,3 +61,37 @@ class UnknownPaper(InvalidRequest):
     def __init__(self, arxiv_ids: list[str]) -> None:
         super().__init__(f"unknown arXiv id(s): {', '.join(arxiv_ids)} (not indexed yet)")
         self.arxiv_ids = arxiv_ids
+
+
+def describe_validation_error(
+    exc: ValidationError,
+    *,
+    limit: int | None = None,
+    root: str = "record",
+    field_name: Callable[[tuple[int | str, ...]], str] | None = None,
+    fields_hint: Iterable[str] | None = None,
+) -> list[str]:
+    """One ``"field: message"`` line per problem of a pydantic ``ValidationError``.
+
+    Args:
+        exc: the error.
+        limit: keep only the first ``limit`` problems.
+        root: the name of a problem with the whole object (an empty location).
+        field_name: turns a location into the name the user knows (default ``a.b.0``).
+        fields_hint: the accepted fields, named in the message of an unknown field.
+
+    Returns:
+        The problems in pydantic's order, without pydantic's ``"Value error, "`` prefix.
+    """
+    lines = []
+    for err in exc.errors()[:limit]:
+        where = (field_name or _dotted)(tuple(err["loc"])) or root
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if fields_hint is not None and err["type"] == "extra_forbidden":
+            message = f"unknown field (expected {', '.join(fields_hint)})"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc)

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.core.clock import utcnow
+
 # New-style (2505.07925, 0704.0001) and old-style (astro-ph/0601001, hep-th/9901001v2) ids.
 ARXIV_ID_RE = re.compile(
     r"^(?P<id>(?:\d{4}\.\d{4,5})|(?:[a-z][a-z.-]*(?:\.[A-Z]{2})?/\d{7}))(?:v(?P<v>\d+))?$"
@@ -26,10 +28,6 @@ def split_arxiv_id(raw: str) -> tuple[str, int | None]:
         raise ValueError(f"not an arXiv id: {raw!r} (expected e.g. 2505.07925 or astro-ph/0601001)")
     version = match.group("v")
     return match.group("id"), int(version) if version else None
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class Paper(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 from typing import Literal
@@ -10,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.errors import ConfigError
+from services.core.errors import ConfigError, describe_validation_error
 
 ROLES = ("ingest", "embed", "alerts", "api")
 DEFAULT_CATEGORIES = (
@@ -203,16 +202,12 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"ASTRO_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(describe_validation_error(exc, field_name=_variable))
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 
-@functools.cache
-def get_settings() -> Settings:
-    return load_settings()
+def _variable(loc: tuple[int | str, ...]) -> str:
+    return "ASTRO_" + "_".join(str(p) for p in loc).upper()
 
 
 def markdown_table() -> str:

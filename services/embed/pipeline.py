@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from services.core import metrics
-from services.core.errors import BadRecord, DependencyUnavailable
+from services.core.errors import BadRecord, DependencyUnavailable, describe_validation_error
 from services.core.ids import content_digest, paper_point_id, sentence_point_id
 from services.core.retry import until_available
 from services.core.schemas import DeadLetter, Paper
@@ -113,10 +113,7 @@ def decode_record(record: RawRecord, settings: Settings) -> Paper:
     try:
         paper = Paper.model_validate(data)
     except ValidationError as exc:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
+        reasons = "; ".join(describe_validation_error(exc, limit=5))
         raise BadRecord(f"not a valid Paper: {reasons}") from None
     if len(paper.abstract) > settings.max_abstract_chars:
         raise BadRecord(

@@ -25,6 +25,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from services.core.clock import utcnow
 from services.core.errors import DependencyUnavailable
 from services.core.settings import Settings
 from services.ingest import metrics
@@ -88,7 +89,7 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+    return max(0.0, (when - (now or utcnow())).total_seconds())
 
 
 def backoff_delay(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:

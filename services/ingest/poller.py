@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from services.core.clock import utcnow
 from services.core.errors import AstrostreamError, DependencyUnavailable
 from services.core.settings import Settings
 from services.ingest import metrics
@@ -27,7 +28,6 @@ from services.ingest.sources import (
     Source,
     as_utc,
     publish_page,
-    utcnow,
     walk_api,
     walk_oai,
     walk_rss,

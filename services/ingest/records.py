@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import hashlib
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +14,8 @@ import defusedxml.ElementTree as safe_et
 from defusedxml import DefusedXmlException
 from pydantic import ValidationError
 
-from services.core.errors import AstrostreamError
+from services.core.errors import AstrostreamError, describe_validation_error
+from services.core.ids import content_digest
 from services.core.schemas import Paper
 
 
@@ -158,28 +157,29 @@ def build_listing(
     try:
         paper = Paper.model_validate(fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "record"
-        skipped.append((where, f"invalid {loc}: {err['msg']}"))
+        skipped.append((where, f"invalid {describe_validation_error(exc, limit=1)[0]}"))
         return None
     return Listing(paper=paper, **extra)
 
 
-def content_digest(paper: Paper) -> str:
-    """Digest of what gets embedded and filtered on: title, abstract, authors, categories.
+# Separates the items of a list part, so that no author list and category list share a digest.
+UNIT_SEP = "\x1f"
 
-    Whitespace is collapsed and categories sorted so that the same version listed by two
-    sources (wrapped vs unwrapped abstracts, category order) has the same digest. Comments and
-    dates are left out: changing them does not change the vectors.
+
+def listing_digest(paper: Paper) -> str:
+    """:func:`services.core.ids.content_digest` of what is embedded and filtered on.
+
+    That is title, abstract, authors and categories. Whitespace is collapsed and categories
+    sorted so that the same version listed by two sources (wrapped vs unwrapped abstracts,
+    category order) has the same digest. Comments and dates are left out: changing them does
+    not change the vectors.
     """
-    canonical = [
+    return content_digest(
         collapse_ws(paper.title),
         collapse_ws(paper.abstract),
-        [collapse_ws(a) for a in paper.authors],
-        sorted(paper.categories),
-    ]
-    blob = json.dumps(canonical, ensure_ascii=False, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:32]
+        UNIT_SEP.join(collapse_ws(a) for a in paper.authors),
+        UNIT_SEP.join(sorted(paper.categories)),
+    )
 
 
 def in_categories(paper: Paper, wanted: Sequence[str]) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from services.core.clock import utcnow
 from services.core.schemas import Paper
 from services.core.settings import Settings
 from services.ingest import metrics
@@ -335,10 +336,6 @@ async def walk_oai(run: PollContext, since: dt.datetime | None) -> None:
         main = await run.cursor("oai")
         if not main.get("token") and (main.get("from") or "") < done_until:
             await run.set_cursor("oai", {"from": done_until, "token": None, "newest": None})
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def parse_dt(text: str | None) -> dt.datetime | None:

@@ -6,7 +6,6 @@ re-publishes (at-least-once; the embed worker's writes are idempotent) instead o
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
 import threading
@@ -16,9 +15,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from services.core.clock import utcnow
 from services.core.schemas import Paper
 from services.core.settings import Settings
-from services.ingest.records import Listing, content_digest
+from services.ingest.records import Listing, listing_digest
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS papers (
@@ -153,7 +153,7 @@ class IngestState:
         planned: list[Planned] = []
         for listing in listings:
             paper = listing.paper
-            digest = content_digest(paper)
+            digest = listing_digest(paper)
             previous = known.get(paper.arxiv_id)
             decision = decide(previous, listing, digest)
             if force and not decision.publish:
@@ -204,4 +204,4 @@ class IngestState:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return utcnow().isoformat(timespec="seconds")

@@ -3,51 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from services.core.errors import BadRecord, DependencyUnavailable
+from services.core.errors import DependencyUnavailable
 from services.core.schemas import Paper
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def open_text(path: Path) -> Iterator[str]:
-    """Lines of a text file, gunzipped when it ends in ``.gz``."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:  # type: ignore[operator]
-        yield from handle
-
-
-def read_papers_jsonl(path: Path) -> Iterator[Paper]:
-    """Validated papers of a JSONL(.gz) file.
-
-    Raises:
-        BadRecord: naming the file and line of the first invalid record.
-    """
-    for lineno, line in enumerate(open_text(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield Paper.model_validate_json(line)
-        except ValidationError as exc:
-            raise BadRecord(f"{path}:{lineno}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "record"
-    return f"{where}: {err['msg']}"
 
 
 def encode_json(message: BaseModel | dict[str, Any]) -> bytes:
@@ -113,13 +83,11 @@ class Publisher:
         key_bytes = key.encode() if isinstance(key, str) else key
         return await self.producer.send(topic, value=value, key=key_bytes)
 
-    async def publish_papers(self, papers: Iterable[Paper] | AsyncIterator[Paper]) -> int:
+    async def publish_papers(self, papers: Iterable[Paper]) -> int:
         """Send papers keyed by arxiv_id (one paper's versions stay ordered) and wait for acks."""
         pending: list[asyncio.Future[Any]] = []
         count = 0
-
-        async def one(paper: Paper) -> None:
-            nonlocal count
+        for paper in papers:
             pending.append(
                 await self.send(self.settings.topic_papers, paper.arxiv_id, encode_json(paper))
             )
@@ -127,12 +95,5 @@ class Publisher:
             if len(pending) >= 1000:
                 await asyncio.gather(*pending)
                 pending.clear()
-
-        if isinstance(papers, AsyncIterator):
-            async for paper in papers:
-                await one(paper)
-        else:
-            for paper in papers:
-                await one(paper)
         await asyncio.gather(*pending)
         return count

@@ -165,8 +165,8 @@ class VectorStore:
     def alias(self, kind: str) -> str:
         return f"{self.settings.collection_prefix}_{kind}"
 
-    def physical(self, kind: str, model_version: str | None = None) -> str:
-        return f"{self.alias(kind)}__{model_version or self.model_version}"
+    def physical(self, kind: str) -> str:
+        return f"{self.alias(kind)}__{self.model_version}"
 
     @property
     def sentences(self) -> str:
@@ -207,9 +207,7 @@ class VectorStore:
         self._executor.shutdown(wait=True)
         self.client.close()
 
-    def ensure_collections(
-        self, model_version: str | None = None, *, set_alias: bool = True
-    ) -> None:
+    def ensure_collections(self, *, set_alias: bool = True) -> None:
         """Create the physical collections (idempotent) and their aliases where missing.
 
         Raises:
@@ -227,7 +225,7 @@ class VectorStore:
         existing = {c.name for c in collections}
         aliases = self.aliases()
         for kind in KINDS:
-            name = self.physical(kind, model_version)
+            name = self.physical(kind)
             if name not in existing:
                 self.client.create_collection(
                     name,
@@ -298,9 +296,7 @@ class VectorStore:
             wait=True,
         )
 
-    def delete_stale_sentences(
-        self, arxiv_id: str, version: int, count: int, collection: str | None = None
-    ) -> None:
+    def delete_stale_sentences(self, arxiv_id: str, version: int, count: int) -> None:
         """Remove a paper's sentences that are not ``version``'s first ``count`` sentences."""
         keep = qm.Filter(
             must=[
@@ -309,7 +305,7 @@ class VectorStore:
             ]
         )
         self.client.delete(
-            collection or self.sentences,
+            self.sentences,
             points_selector=qm.FilterSelector(
                 filter=qm.Filter(
                     must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchValue(value=arxiv_id))],
@@ -321,12 +317,12 @@ class VectorStore:
 
     # reads -----------------------------------------------------------------
     def papers_by_id(
-        self, arxiv_ids: Sequence[str], *, with_vectors: bool = False, collection: str | None = None
+        self, arxiv_ids: Sequence[str], *, with_vectors: bool = False
     ) -> dict[str, qm.Record]:
         if not arxiv_ids:
             return {}
         records = self.client.retrieve(
-            collection or self.papers,
+            self.papers,
             ids=[paper_point_id(a) for a in arxiv_ids],
             with_payload=True,
             with_vectors=with_vectors,
@@ -337,7 +333,7 @@ class VectorStore:
         return self.sentences_of_many([arxiv_id], with_vectors=with_vectors)
 
     def sentences_of_many(
-        self, arxiv_ids: Sequence[str], *, with_vectors: bool = True, collection: str | None = None
+        self, arxiv_ids: Sequence[str], *, with_vectors: bool = True
     ) -> list[qm.Record]:
         """Every sentence point of these papers, in (paper, sentence_index) order."""
         flt = qm.Filter(
@@ -347,7 +343,7 @@ class VectorStore:
         offset: Any = None
         while True:
             page, offset = self.client.scroll(
-                collection or self.sentences,
+                self.sentences,
                 scroll_filter=flt,
                 limit=1024,
                 offset=offset,
@@ -366,12 +362,10 @@ class VectorStore:
             ),
         )
 
-    def scroll_papers(
-        self, offset: Any = None, limit: int = 64, collection: str | None = None
-    ) -> tuple[list[qm.Record], Any]:
+    def scroll_papers(self, offset: Any = None, limit: int = 64) -> tuple[list[qm.Record], Any]:
         """One page of paper points (payloads only) and the offset of the next page."""
         return self.client.scroll(
-            collection or self.papers,
+            self.papers,
             limit=limit,
             offset=offset,
             with_payload=True,

@@ -254,7 +254,12 @@ def test_list_stats_metrics_and_delete(stack: Stack) -> None:
     assert metric_sum(text, "astrostream_subscriptions") == len(stack.subs)
     assert metric_sum(text, "astrostream_match_seconds_count") > 0
 
-    sub_id = stack.subs.pop("strict")["id"]
+    # Delete a subscription of its own: the module's are shared by the other tests.
+    body = {"queries": ["ultra-high-energy cosmic rays"], "threshold": 0.99}
+    status, created = stack.worker.request("POST", "/subscriptions", body, AUTH)
+    assert status == 201, created
+    sub_id = created["id"]
+    assert stack.worker.get("/stats")[1]["subscriptions"] == len(stack.subs) + 1
     status, answer = stack.worker.request("DELETE", f"/subscriptions/{sub_id}", headers=AUTH)
     assert status == 200 and answer == {"deleted": sub_id}
     assert stack.worker.get(f"/subscriptions/{sub_id}")[0] == 404

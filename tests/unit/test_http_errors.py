@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
+from services.alerts.feedback import FeedbackStore
 from services.alerts.subscriptions import SubscriptionStore
 from services.core.errors import InvalidRequest
 from services.core.settings import load_settings
@@ -74,7 +75,9 @@ class ServedApi:
 
         register_probes(self.app, ready, lambda: "test", time.time())
         register_reads(self.app, Reads(binding))
-        register_subscriptions(self.app, subs, None, False)
+        feedback = FeedbackStore(binding)
+        feedback.ensure_sync()
+        register_subscriptions(self.app, subs, feedback, None, False)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: TestServer | None = None

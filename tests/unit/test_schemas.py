@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from pydantic import ValidationError
 
 from services.core import ids
-from services.core.errors import ConfigError
+from services.core.errors import ConfigError, describe_validation_error
 from services.core.schemas import DeadLetter, Paper, split_arxiv_id
 from services.core.settings import Settings, load_settings
 
@@ -78,3 +79,20 @@ def test_broker_urls() -> None:
     assert s.bootstrap_servers == "k1:9092,k2:9093"
     assert Settings().broker_url == "kafka://127.0.0.1:9092"
     assert Settings().embedded_broker and not s.embedded_broker
+
+
+def test_validation_errors_read_as_field_colon_message() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Paper.model_validate({"arxiv_id": "nope", "title": "T", "abstract": "A", "extra": 1})
+    lines = describe_validation_error(caught.value)
+    assert lines[0].startswith("arxiv_id: not an arXiv id")  # no "Value error, " prefix
+    assert describe_validation_error(caught.value, limit=1) == lines[:1]
+    with pytest.raises(ValidationError) as whole:
+        Paper.model_validate("not an object")
+    assert describe_validation_error(whole.value, root="body")[0].startswith("body: ")
+
+
+def test_content_digest_is_pinned() -> None:
+    # Stored in every paper point: a change here would re-embed the whole collection.
+    assert ids.content_digest("T", "A") == "c169345176250386e76fb1b95597d35a"
+    assert ids.content_digest("TA") != ids.content_digest("T", "A")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+import zlib
 from typing import Any
 
 import numpy as np
@@ -70,12 +72,16 @@ def test_subscription_ids() -> None:
 
 
 class FakeEncoder:
-    """Deterministic unit vectors from the text's hash: enough for storage logic."""
+    """Deterministic unit vectors seeded by the text's CRC-32: enough for storage logic.
+
+    ``hash()`` of a str is salted per process (PYTHONHASHSEED), so it would give other vectors
+    in every run.
+    """
 
     dim = DIM
 
     async def aencode(self, texts: list[str]) -> np.ndarray:
-        rows = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=DIM) for t in texts]
+        rows = [np.random.default_rng(zlib.crc32(t.encode())).normal(size=DIM) for t in texts]
         vectors = np.asarray(rows, dtype=np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
@@ -272,3 +278,38 @@ def test_new_alerts_are_posted_to_the_webhook_signed(subs: SubscriptionStore) ->
         assert Alert.model_validate_json(raw).alert_id == alerts[0].alert_id
 
     asyncio.run(go())
+
+
+# A metadata payload exactly as written before SubscriptionMeta existed (dicts throughout).
+STORED_META = {
+    "id": "0123456789abcdef0123456789abcdef",
+    "name": "bars",
+    "created_at": "2026-03-01T12:30:05.123456+00:00",
+    "threshold": 0.2,
+    "categories": ["astro-ph.GA"],
+    "queries": ["galactic bars"],
+    "arxiv_ids": ["2501.00001"],
+    "interests": [
+        {"interest": "galactic bars", "kind": "query", "terms": [["bar", 1], ["galact", 1]]},
+        {"interest": "2501.00001", "kind": "paper", "terms": [["disc", 2]]},
+    ],
+    "points": 3,
+    "model_version": "test",
+    "webhook": {"url": "https://example.org/hook", "secret": "s" * 64},
+}
+
+
+def test_stored_metadata_reads_back_and_writes_the_same_json(subs: SubscriptionStore) -> None:
+    from qdrant_client import models as qm
+
+    sub_id = STORED_META["id"]
+    subs.store.client.upsert(
+        subs.meta, [qm.PointStruct(id=sub_id, vector={}, payload=STORED_META)], wait=True
+    )
+    meta = subs.meta_sync([sub_id])[sub_id]
+    assert meta.webhook is not None and meta.webhook.secret == "s" * 64
+    assert dict(meta.interests[0].terms) == {"bar": 1, "galact": 1}
+    assert json.dumps(meta.payload()) == json.dumps(STORED_META)
+    shown = asyncio.run(subs.get(sub_id))
+    assert shown["webhook"] == "https://example.org/hook" and "webhook_secret" not in shown
+    assert shown["interest_vectors"] == 3 and "interests" not in shown

@@ -9,7 +9,7 @@ from ingest_support import load_records, sample
 
 from services.core.settings import DEFAULT_CATEGORIES
 from services.ingest.atom import api_params, category_query, parse_atom, submitted_window
-from services.ingest.records import MalformedPage, SourceError, content_digest
+from services.ingest.records import MalformedPage, SourceError, listing_digest
 
 
 def test_real_api_response() -> None:
@@ -149,5 +149,18 @@ def test_digest_ignores_wrapping_and_category_order() -> None:
             "comment": "changed",
         }
     )
-    assert content_digest(rewrapped) == content_digest(paper)
-    assert content_digest(paper.model_copy(update={"title": "Another"})) != content_digest(paper)
+    assert listing_digest(rewrapped) == listing_digest(paper)
+    assert listing_digest(paper.model_copy(update={"title": "Another"})) != listing_digest(paper)
+
+
+def test_digest_sees_authors_and_categories() -> None:
+    paper = parse_atom(sample("api_page.atom.xml")).listings[0].paper
+    authors = paper.model_copy(update={"authors": [*paper.authors, "A. Newcomer"]})
+    crosslist = paper.model_copy(update={"categories": [*paper.categories, "physics.optics"]})
+    assert listing_digest(authors) != listing_digest(paper)
+    assert listing_digest(crosslist) != listing_digest(paper)
+    # Where the author list ends and the category list starts is part of the digest.
+    moved = paper.model_copy(
+        update={"authors": paper.authors[:-1], "categories": [paper.authors[-1], *paper.categories]}
+    )
+    assert listing_digest(moved) != listing_digest(paper)

@@ -9,7 +9,7 @@ from ingest_support import load_records, sample
 
 from services.ingest.atom import parse_atom
 from services.ingest.oai import OaiError, list_records_params, parse_oai
-from services.ingest.records import MalformedPage, content_digest
+from services.ingest.records import MalformedPage, listing_digest
 from services.ingest.rss import parse_feed
 
 
@@ -91,5 +91,5 @@ def test_same_paper_has_the_same_digest_from_every_source() -> None:
     api = {x.paper.arxiv_id: x.paper for x in parse_atom(sample("api_page.atom.xml")).listings}
     feed = {x.paper.arxiv_id: x.paper for x in parse_feed(sample("feed.rss.xml")).listings}
     oai = {x.paper.arxiv_id: x.paper for x in parse_oai(sample("oai_page2.xml")).listings}
-    assert content_digest(api["2512.12304"]) == content_digest(feed["2512.12304"])
-    assert content_digest(oai["2512.12644"]) == content_digest(feed["2512.12644"])
+    assert listing_digest(api["2512.12304"]) == listing_digest(feed["2512.12304"])
+    assert listing_digest(oai["2512.12644"]) == listing_digest(feed["2512.12644"])

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from ingest_support import load_records, sample
 
-from services.ingest.records import MalformedPage, content_digest, split_authors
+from services.ingest.records import MalformedPage, listing_digest, split_authors
 from services.ingest.rss import parse_feed
 
 EXPECTED = [
@@ -46,8 +46,8 @@ def test_rss_item_without_abstract_is_skipped() -> None:
 def test_both_flavours_give_the_same_digests() -> None:
     rss = parse_feed(sample("feed.rss.xml"))
     atom = parse_feed(sample("feed.atom.xml"))
-    assert [content_digest(x.paper) for x in rss.listings] == [
-        content_digest(x.paper) for x in atom.listings
+    assert [listing_digest(x.paper) for x in rss.listings] == [
+        listing_digest(x.paper) for x in atom.listings
     ]
 
 

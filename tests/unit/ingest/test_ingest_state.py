@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.core.schemas import Paper
-from services.ingest.records import Listing, content_digest
+from services.ingest.records import Listing, listing_digest
 from services.ingest.state import Decision, IngestState, Seen, decide
 
 
@@ -24,7 +24,7 @@ def listing(
 
 
 def digest_of(item: Listing) -> str:
-    return content_digest(item.paper)
+    return listing_digest(item.paper)
 
 
 SAME = digest_of(listing())

@@ -1,34 +1,45 @@
-"""The ingest role's hook into a Faust worker, and the metrics it exports."""
+"""The ingest role's hook into a Faust worker: its readiness check reports a dead loop."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import faust
-from prometheus_client import REGISTRY, generate_latest
+import pytest
 
-import services.ingest.metrics  # noqa: F401 - registers the metrics
+import services.ingest.worker as ingest_worker
 from services.core.settings import Settings
-from services.ingest.worker import install
 
 
-def test_install_registers_a_task_and_a_readiness_check(settings: Settings) -> None:
+def _installed(settings: Settings) -> tuple[faust.App, Callable[[], Awaitable[str | None]]]:
     app = faust.App("ingest-install-test", broker="kafka://127.0.0.1:1", autodiscover=False)
-    tasks_before = len(app._app_tasks)
-    check = install(app, settings)
-    assert len(app._app_tasks) == tasks_before + 1
+    check = ingest_worker.install(app, settings)
+    return app, check
+
+
+def test_readiness_reports_a_dead_ingest_loop(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("state file is corrupt")
+
+    monkeypatch.setattr(ingest_worker, "serve", broken)
+    app, check = _installed(settings)
+    assert asyncio.run(check()) is None  # ready while the loop runs
+    with pytest.raises(RuntimeError):
+        asyncio.run(app._app_tasks[-1]())
+    assert asyncio.run(check()) == "ingest loop stopped (RuntimeError: state file is corrupt)"
+
+
+def test_a_cancelled_loop_is_not_a_failure(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def cancelled(*args: object, **kwargs: object) -> None:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(ingest_worker, "serve", cancelled)
+    app, check = _installed(settings)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(app._app_tasks[-1]())
     assert asyncio.run(check()) is None
-
-
-def test_metric_names() -> None:
-    text = generate_latest(REGISTRY).decode()
-    for name in (
-        "astrostream_ingest_requests_total",
-        "astrostream_ingest_papers_published_total",
-        "astrostream_ingest_duplicates_skipped_total",
-        "astrostream_ingest_records_skipped_total",
-        "astrostream_ingest_malformed_pages_total",
-        "astrostream_ingest_last_success_timestamp_seconds",
-        "astrostream_ingest_backoff_seconds_total",
-    ):
-        assert f"# TYPE {name.removesuffix('_total')}" in text, name
