@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: run test unit lint system-deps bench clean
+.PHONY: run test unit lint system-deps postgres bench clean
 
 # torch 2.13.0 first: the CPU build (a bare `torch` would pull a multi-GB CUDA build).
 $(STAMP): pyproject.toml
@@ -16,11 +16,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip check
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) postgres
 	$(VENV)/bin/astrostream up
 
+# PostgreSQL: the embedded broker's durable storage (`up` falls back to memory without it).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends postgresql >/dev/null; }
+
 # docker-compose validates compose.yaml and promtool the Prometheus config (no engine needed).
-system-deps:
+system-deps: postgres
 	@command -v docker-compose >/dev/null && command -v promtool >/dev/null || { \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    --no-install-recommends docker-compose prometheus >/dev/null; }
