@@ -77,26 +77,26 @@ def run_worker(settings: Settings) -> None:
 @click.option("--roles", help=f"Comma-separated roles ({','.join(ROLES)}); default all.")
 def up(roles: str | None) -> None:
     """Run the embedded stack: local broker (unless ASTRO_KAFKA_URL), local Qdrant, worker, API."""
-    from services.kafka.broker import BrokerError, EmbeddedBroker
+    from services.cli.embedded import EmbeddedStack, start_embedded_broker
+    from services.kafka.broker import BrokerError
 
     settings = settings_or_exit(**({"roles": roles} if roles else {}))
-    broker = None
+    stack: EmbeddedStack | None = None
     if settings.embedded_broker:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        broker = EmbeddedBroker(
-            settings.embedded_broker_port, log_path=settings.data_dir / "broker.log"
-        )
         try:
-            broker.start()
+            stack = start_embedded_broker(
+                settings, warn=lambda line: click.echo(f"warning: {line}", err=True)
+            )
         except BrokerError as exc:
             raise click.ClickException(str(exc)) from None
-        click.echo(f"embedded broker (Tansu) on {broker.bootstrap}", err=True)
+        storage = "PostgreSQL, durable" if stack.durable else "memory"
+        click.echo(f"embedded broker (Tansu, {storage}) on {stack.broker.bootstrap}", err=True)
     click.echo(f"API on {settings.http_base} (try /ready, /stats, /search?q=...)", err=True)
     try:
         run_worker(settings)
     finally:
-        if broker is not None:
-            broker.stop()
+        if stack is not None:
+            stack.stop()
 
 
 @cli.command()

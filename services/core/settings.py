@@ -135,6 +135,16 @@ class Settings(BaseSettings):
     )
     ingest_user_agent: str | None = Field(None, description="Override the whole User-Agent.")
 
+    # Embedded broker storage (last: the README table keeps this order)
+    broker_storage: str = Field(
+        "postgres",
+        description=(
+            "Storage of the embedded broker: 'postgres' (a private PostgreSQL cluster under "
+            "data_dir; memory with a warning if it cannot start), 'memory', or a Tansu "
+            "storage URL (postgres://...)."
+        ),
+    )
+
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, value: str) -> str:

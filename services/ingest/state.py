@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS papers (
     version      INTEGER NOT NULL,
     digest       TEXT NOT NULL,
     version_date TEXT,
-    published_at TEXT NOT NULL
+    published_at TEXT NOT NULL,
+    paper        TEXT
 );
 CREATE TABLE IF NOT EXISTS cursors (
     name       TEXT PRIMARY KEY,
@@ -43,6 +44,15 @@ class Seen:
     version: int
     digest: str
     version_date: str | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published paper as the state holds it (``paper`` is None in a pre-reconcile state)."""
+
+    arxiv_id: str
+    version: int
+    paper: Paper | None
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,9 @@ class IngestState:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(papers)")}
+        if "paper" not in columns:  # a state file from before papers were kept (reconcile)
+            self._db.execute("ALTER TABLE papers ADD COLUMN paper TEXT")
 
     @classmethod
     def for_settings(cls, settings: Settings) -> IngestState:
@@ -166,19 +179,30 @@ class IngestState:
         return planned
 
     def mark_published(self, planned: Iterable[Planned]) -> None:
-        """Record papers the broker acknowledged. Never lowers a stored version."""
+        """Record papers the broker acknowledged. Never lowers a stored version.
+
+        The paper itself is kept too, so :func:`services.ingest.reconcile.reconcile` can publish
+        it again if the broker loses it before it is indexed.
+        """
         now = _now()
         rows = [
-            (p.paper.arxiv_id, p.paper.version, p.digest, p.listing.version_date, now)
+            (
+                p.paper.arxiv_id,
+                p.paper.version,
+                p.digest,
+                p.listing.version_date,
+                now,
+                p.paper.model_dump_json(),
+            )
             for p in planned
         ]
         with self._lock, self._db:
             self._db.executemany(
-                "INSERT INTO papers (arxiv_id, version, digest, version_date, published_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(arxiv_id) DO UPDATE SET "
+                "INSERT INTO papers (arxiv_id, version, digest, version_date, published_at, paper) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(arxiv_id) DO UPDATE SET "
                 "version = excluded.version, digest = excluded.digest, "
                 "version_date = COALESCE(excluded.version_date, papers.version_date), "
-                "published_at = excluded.published_at "
+                "published_at = excluded.published_at, paper = excluded.paper "
                 "WHERE excluded.version >= papers.version",
                 rows,
             )
@@ -197,6 +221,16 @@ class IngestState:
                 "updated_at = excluded.updated_at",
                 (name, json.dumps(value, sort_keys=True), _now()),
             )
+
+    def published_page(self, after: str = "", limit: int = 500) -> list[Published]:
+        """Up to ``limit`` published papers with ``arxiv_id > after``, in arxiv_id order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT arxiv_id, version, paper FROM papers WHERE arxiv_id > ? "
+                "ORDER BY arxiv_id LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [Published(a, v, Paper.model_validate_json(p) if p else None) for a, v, p in rows]
 
     def count(self) -> int:
         with self._lock:

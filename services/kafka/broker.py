@@ -8,9 +8,11 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from services.core.errors import AstrostreamError
 
@@ -50,17 +52,57 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+MEMORY = "memory://tansu/"
+
+
+def storage_supported(storage: str, timeout: float = 3.0) -> str | None:
+    """Why this Tansu build cannot use ``storage`` (a storage URL), or None if it can.
+
+    Builds leave storage engines out (``FeatureNotEnabled``); Tansu says so as it starts, before
+    it connects anywhere, so a broker started on a throwaway port answers in milliseconds.
+    """
+    listener = f"tcp://127.0.0.1:{free_port()}"
+    cmd = [broker_binary(), "broker", "--listener-url", listener]
+    cmd += ["--advertised-listener-url", listener, "--storage-engine", storage]
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if "FeatureNotEnabled" in text or "UnsupportedStorageUrl" in text:
+        scheme = storage.split(":", 1)[0]
+        return f"this Tansu build ({broker_binary()}) has no {scheme} storage engine"
+    return None
+
+
 class EmbeddedBroker:
-    """A Tansu broker on ``127.0.0.1:port`` (memory only: its data ends with the process).
+    """A Tansu broker on ``127.0.0.1:port``.
+
+    Args:
+        storage: Tansu's ``--storage-engine``: memory by default (its data ends with the
+            process), or ``postgres://...`` (durable; see ``services.kafka.postgres``).
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
 
-    def __init__(self, port: int = 9092, host: str = "127.0.0.1", log_path: Path | None = None):
+    def __init__(
+        self,
+        port: int = 9092,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        storage: str = MEMORY,
+    ):
         self.host = host
         self.port = port
         self.log_path = log_path
+        self.storage = storage
         self._proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -78,8 +120,10 @@ class EmbeddedBroker:
             )
         listener = f"tcp://{self.host}:{self.port}"
         cmd = [broker_binary(), "broker", "--listener-url", listener]
-        cmd += ["--advertised-listener-url", listener]
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        cmd += ["--advertised-listener-url", listener, "--storage-engine", self.storage]
+        # A file either way, so that a broker that exits at start can say why.
+        out = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
+        self._out = out
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._proc = subprocess.Popen(
             cmd,
@@ -92,16 +136,37 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise BrokerError(f"embedded broker exited with code {self._proc.returncode}")
+                why = f"exited with code {self._proc.returncode}: {self._last_line()}"
+                self.stop()
+                raise BrokerError(f"embedded broker ({self.storage}) {why}")
             if port_open(self.host, self.port):
-                log.info("embedded broker (Tansu) listening on %s", self.bootstrap)
+                log.info(
+                    "embedded broker (Tansu, %s) listening on %s", self.storage, self.bootstrap
+                )
                 return self
             time.sleep(0.05)
         self.stop()
         raise BrokerError(f"embedded broker did not listen on {self.bootstrap} in {timeout:.0f}s")
 
+    def _last_line(self) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            if self.log_path:
+                data = self.log_path.read_bytes()[-4096:]
+            elif self._out is not None:
+                self._out.seek(0)
+                data = self._out.read()[-4096:]
+            else:
+                data = b""
+            lines = [line for line in data.decode(errors="replace").splitlines() if line.strip()]
+            if lines:
+                return lines[-1].strip()
+        return "no output"
+
     def stop(self) -> None:
         proc, self._proc = self._proc, None
+        out, self._out = self._out, None
+        if out is not None:
+            out.close()
         if proc is None or proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):

@@ -144,7 +144,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
     if "ingest" in settings.role_set:
         from services.ingest.worker import install as install_ingest
 
-        runtime.extra_checks["ingest"] = install_ingest(app, settings)
+        runtime.extra_checks["ingest"] = install_ingest(app, settings, runtime.indexing)
 
     register_probes(
         app, runtime.readiness, lambda: runtime.serving.model_version, runtime.started_at
