@@ -17,7 +17,7 @@ from services.core.ids import paper_point_id
 from services.core.schemas import Paper
 from services.core.settings import Settings
 from services.ingest.reconcile import reconcile
-from services.ingest.records import Listing, content_digest
+from services.ingest.records import Listing, listing_digest
 from services.ingest.state import IngestState, Planned, decide
 from services.store.vectorstore import VectorStore
 
@@ -122,7 +122,7 @@ def test_a_published_page_keeps_the_paper_at_its_published_version(
     paper = papers[0]
     with IngestState.for_settings(settings) as state:
         listing = Listing(paper=paper)
-        digest = content_digest(paper)
+        digest = listing_digest(paper)
         decision = decide(None, listing, digest)
         bumped = paper.model_copy(update={"version": 3})
         state.mark_published([Planned(listing, bumped, digest, decision)])
