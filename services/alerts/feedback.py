@@ -117,12 +117,24 @@ class FeedbackStore:
         found.sort(key=lambda p: (-float(p.get("at_ts", 0)), p.get("arxiv_id", "")))
         return [view(p) for p in found]
 
-    def muted_sync(self, subscription_ids: list[str]) -> dict[str, set[str]]:
-        """Per subscription, the papers labelled ``not_relevant`` (never alerted again)."""
+    def muted_sync(self, subscription_ids: list[str], arxiv_ids: list[str]) -> dict[str, set[str]]:
+        """Per subscription, which of these papers it labelled ``not_relevant``."""
+        if not subscription_ids or not arxiv_ids:
+            return {}
+        only = qm.Filter(
+            must=[
+                qm.FieldCondition(key="subscription_id", match=qm.MatchAny(any=subscription_ids)),
+                qm.FieldCondition(key="arxiv_id", match=qm.MatchAny(any=arxiv_ids)),
+                qm.FieldCondition(key="label", match=qm.MatchValue(value="not_relevant")),
+            ]
+        )
+        records, _ = self.binding.store.client.scroll(
+            self.name, scroll_filter=only, limit=MAX_LISTED, with_payload=True
+        )
         muted: dict[str, set[str]] = {}
-        for item in self.list_sync(subscription_ids):
-            if item["label"] == "not_relevant":
-                muted.setdefault(item["subscription_id"], set()).add(item["arxiv_id"])
+        for record in records:
+            payload = record.payload or {}
+            muted.setdefault(str(payload["subscription_id"]), set()).add(str(payload["arxiv_id"]))
         return muted
 
     def delete_sync(self, subscription_id: str) -> None:

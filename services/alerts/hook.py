@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from prometheus_client import Counter, Gauge, Histogram
 from qdrant_client import models as qm
 
+from services.alerts.feedback import FeedbackStore
 from services.alerts.matcher import (
     CorpusStats,
     Entry,
@@ -96,8 +97,10 @@ class AlertMatcher:
         prior: CorpusStats | None = None,
         percolate_limit: int = 256,
         crash_after_publish: bool = False,
+        feedback: FeedbackStore | None = None,
     ) -> None:
         self.subs = subs
+        self.feedback = feedback
         self.publish = publish
         self.webhooks = webhooks
         self.aggregation = aggregation
@@ -144,6 +147,13 @@ class AlertMatcher:
             return []  # no subscriptions: skip the searches (costly in local mode)
         hits = await self._percolate(papers)
         metas = await self._metas(sorted({sub for per in hits for sub in per}))
+        muted = (
+            await self._call(
+                self.feedback.muted_sync, sorted(metas), [p.paper.arxiv_id for p in papers]
+            )
+            if self.feedback is not None and metas
+            else {}
+        )
 
         candidates: list[tuple[IndexedPaper, Alert]] = []
         per_paper = [0] * len(papers)
@@ -154,6 +164,8 @@ class AlertMatcher:
                 meta = metas.get(sub_id)
                 if meta is None or paper.arxiv_id in meta.arxiv_ids:
                     continue  # being created or deleted, or one of its own seed papers
+                if paper.arxiv_id in muted.get(sub_id, ()):
+                    continue  # its reader said: not relevant
                 if meta.categories and not set(meta.categories) & set(paper.categories):
                     continue
                 scored = score_subscription(

@@ -210,6 +210,7 @@ def install_alerts(app: faust.App, runtime: Runtime) -> IndexedHook | None:
         prior=lexicon.prior(settings.alert_df_table),
         percolate_limit=settings.alert_percolate_limit,
         crash_after_publish=settings.crash_at == "after_alert_publish",
+        feedback=runtime.feedback,
     )
 
     @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
