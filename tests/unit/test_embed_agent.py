@@ -1,5 +1,6 @@
 """The embed agent in-process (Faust's Agent.test_context, no broker): two batches in flight,
-acks only after a batch is committed, a bounded stop, and a reported death."""
+acks only after a batch is committed, a bounded stop, a reported death; and the publishing
+of the alerts the embed stage produces."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    RequestTimedOutError,
+)
 
+from services.core.schemas import Alert, DeadLetter
 from services.core.settings import Settings
 from services.embed.agent import install_embed_agent
 from services.embed.pipeline import Prepared, RawRecord
+from services.worker.app import alert_publisher
 
 
 class GatedPipeline:
@@ -151,3 +161,87 @@ def test_a_dying_agent_reports_its_death_and_acks_nothing_it_did_not_write() -> 
         assert not failing[0].message.acked
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=20))
+
+
+# Publishing alerts (worker/app.py ``alert_publisher``): transient errors back off,
+# permanent ones dead-letter the alert and the stream moves on.
+
+
+def alert(n: int) -> Alert:
+    return Alert(
+        alert_id=f"a{n}",
+        subscription_id=f"s{n}",
+        arxiv_id=f"2505.0000{n}",
+        title="t",
+        score=0.9,
+        model_version="m",
+    )
+
+
+class FlakyBroker:
+    """``send`` raising the scripted errors in turn for a key, then accepting."""
+
+    def __init__(self, script: dict[bytes, list[BaseException]]) -> None:
+        self.script = script
+        self.sent: list[bytes] = []
+        self.attempts = 0
+
+    async def send(self, key: bytes, value: bytes) -> None:
+        self.attempts += 1
+        errors = self.script.get(key, [])
+        if errors:
+            raise errors.pop(0)
+        self.sent.append(key)
+
+
+def publish_with(broker: FlakyBroker) -> tuple[Any, list[DeadLetter]]:
+    letters: list[DeadLetter] = []
+
+    async def dead(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    return alert_publisher(broker.send, dead, "astro.alerts", max_backoff_s=0.01), letters
+
+
+def test_a_permanent_publish_error_dead_letters_the_alert_and_moves_on() -> None:
+    broker = FlakyBroker(
+        {
+            b"s1": [MessageSizeTooLargeError()],  # never fits: retried forever before
+            b"s2": [KafkaError("unknown, not retriable")],
+        }
+    )
+    publish, letters = publish_with(broker)
+    asyncio.run(asyncio.wait_for(publish([alert(0), alert(1), alert(2), alert(3)]), timeout=5))
+    assert broker.sent == [b"s0", b"s3"]
+    assert [(d.stage, d.key, d.source_topic) for d in letters] == [
+        ("alerts", "s1", "astro.alerts"),
+        ("alerts", "s2", "astro.alerts"),
+    ]
+    assert "MessageSizeTooLargeError" in letters[0].error and "2505.00001" in letters[0].error
+    assert Alert.model_validate_json(letters[0].value).alert_id == "a1"
+    assert broker.attempts == 4  # a permanent error is not retried
+
+
+def test_a_transient_publish_error_is_retried_until_it_passes() -> None:
+    broker = FlakyBroker(
+        {b"s1": [KafkaConnectionError(), RequestTimedOutError(), KafkaTimeoutError()]}
+    )
+    publish, letters = publish_with(broker)
+    asyncio.run(asyncio.wait_for(publish([alert(0), alert(1)]), timeout=5))
+    assert sorted(broker.sent) == [b"s0", b"s1"]
+    assert broker.sent.count(b"s0") == 1  # what was published is not published again
+    assert letters == []
+
+
+def test_a_serialization_error_dead_letters_the_alert() -> None:
+    async def send(key: bytes, value: bytes) -> None:
+        raise TypeError("Object of type X is not JSON serializable")
+
+    letters: list[DeadLetter] = []
+
+    async def dead(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    publish = alert_publisher(send, dead, "astro.alerts", max_backoff_s=0.01)
+    asyncio.run(asyncio.wait_for(publish([alert(0)]), timeout=5))
+    assert len(letters) == 1 and "TypeError" in letters[0].error
