@@ -22,7 +22,8 @@ from services.core.schemas import DeadLetter, Paper, clip
 from services.core.settings import Settings
 from services.core.text import normalise, sentences_for_embedding
 from services.core.types import TextEncoder
-from services.embed.points import PaperSource, build_points, paper_vector, texts_of
+from services.embed.points import PaperSource, build_points, texts_of
+from services.embed.points import paper_vector as paper_vector  # benchmarks import it here
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
 
@@ -203,9 +204,6 @@ def paper_payload(paper: Paper, model_version: str) -> dict[str, Any]:
 
 def metadata_of(payload: dict[str, Any]) -> dict[str, Any]:
     return {name: payload.get(name) for name in METADATA_FIELDS}
-
-
-__all__ = ["paper_vector"]  # re-exported: benchmarks import it from here
 
 
 class EmbedPipeline:
