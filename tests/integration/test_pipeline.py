@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -277,9 +278,7 @@ def test_metadata_only_change_reaches_qdrant(
     got = worker.get(f"/papers/{paper['arxiv_id']}")[1]
     assert got["authors"] == crosslisted["authors"]
     # search filters on the sentence payloads: the new category finds the paper's sentences
-    status, body = worker.get(
-        "/search?" + _q(paper["title"], category="test.crosslist", limit="5")
-    )
+    status, body = worker.get("/search?" + _q(paper["title"], category="test.crosslist", limit="5"))
     assert status == 200
     assert [r["arxiv_id"] for r in body["results"]] == [paper["arxiv_id"]]
     assert worker.metric("astrostream_papers_indexed_total") == indexed_before
@@ -347,6 +346,41 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     finally:
         first.stop()
     assert at_kill < len(records), "the worker finished before it could be killed mid-stream"
+    with WorkerProcess(env, tmp_path / "second.log") as second:
+        want = expected_sentences(records)
+        done = second.wait_for(lambda s: s["papers"] == len(records), timeout=240)
+        done = second.wait_for(lambda s: s["sentences"] >= want, timeout=30)
+        assert (done["papers"], done["sentences"]) == (len(records), want)
+
+
+def test_sigterm_mid_stream_stops_in_bounded_time_and_loses_nothing(
+    broker: EmbeddedBroker, tmp_path: Path, sample_records: list[dict[str, Any]]
+) -> None:
+    import signal
+    import time
+
+    env = isolated_env(
+        broker.url,
+        tmp_path,
+        "term",
+        ASTRO_ROLES="embed,api",
+        ASTRO_TAKE_MAX_PAPERS="4",
+        ASTRO_BATCH_WINDOW_MS="50",
+    )
+    records = sample_records[:60]
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(r) for r in records])
+    first = WorkerProcess(env, tmp_path / "first.log").start()
+    try:
+        at_term = first.wait_for(lambda s: s["papers"] >= 8, timeout=120)["papers"]
+        assert first.proc is not None
+        t0 = time.monotonic()
+        os.killpg(first.proc.pid, signal.SIGTERM)
+        first.proc.wait(timeout=40)
+        took = time.monotonic() - t0
+    finally:
+        first.stop()
+    assert at_term < len(records), "the worker finished before it could be stopped mid-stream"
+    assert took < 20, f"SIGTERM took {took:.1f}s\n{first.tail()}"
     with WorkerProcess(env, tmp_path / "second.log") as second:
         want = expected_sentences(records)
         done = second.wait_for(lambda s: s["papers"] == len(records), timeout=240)
