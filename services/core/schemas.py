@@ -25,9 +25,25 @@ def split_arxiv_id(raw: str) -> tuple[str, int | None]:
     """
     match = ARXIV_ID_RE.match(raw.strip())
     if not match:
-        raise ValueError(f"not an arXiv id: {raw!r} (expected e.g. 2505.07925 or astro-ph/0601001)")
+        raise ValueError(
+            f"not an arXiv id: {clip(raw, 80)!r} (expected e.g. 2505.07925 or astro-ph/0601001)"
+        )
     version = match.group("v")
     return match.group("id"), int(version) if version else None
+
+
+MAX_ERROR_CHARS = 2000
+# The raw value a dead letter keeps: even if JSON escaping grows every byte sixfold, the
+# letter stays under the producer's 1 MB request limit.
+MAX_DEADLETTER_VALUE_BYTES = 128 * 1024
+MAX_DEADLETTER_KEY_BYTES = 1024
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters in all)"
 
 
 class Paper(BaseModel):
@@ -76,7 +92,12 @@ class Paper(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """A record that could not be processed, with where it came from and why."""
+    """A record that could not be processed, with where it came from and why.
+
+    ``value`` keeps at most :data:`MAX_DEADLETTER_VALUE_BYTES` of the raw value, so the
+    letter itself always fits the producer's limit; ``value_bytes`` is the raw value's
+    size and ``truncated`` says whether ``value`` is only its beginning.
+    """
 
     stage: str
     error: str
@@ -86,7 +107,14 @@ class DeadLetter(BaseModel):
     key: str | None = None
     value: str
     value_encoding: str = "utf-8"
+    value_bytes: int | None = None
+    truncated: bool = False
     at: dt.datetime = Field(default_factory=utcnow)
+
+    @field_validator("error")
+    @classmethod
+    def _bounded_error(cls, value: str) -> str:
+        return clip(value, MAX_ERROR_CHARS)
 
     @classmethod
     def from_raw(
@@ -99,10 +127,20 @@ class DeadLetter(BaseModel):
         offset: int | None,
         key: bytes | str | None,
         value: bytes | str | None,
+        max_value_bytes: int = MAX_DEADLETTER_VALUE_BYTES,
     ) -> DeadLetter:
-        """Build a dead letter keeping the raw value as text, or base64 when it is not UTF-8."""
-        text, encoding = _as_text(value if value is not None else b"")
-        key_text = None if key is None else _as_text(key)[0]
+        """Build a dead letter keeping the raw value as text, or base64 when it is not UTF-8.
+
+        The value is cut to ``max_value_bytes`` (and the key to
+        :data:`MAX_DEADLETTER_KEY_BYTES`) so that the letter can always be published.
+        """
+        raw = value if value is not None else b""
+        raw = raw.encode("utf-8") if isinstance(raw, str) else raw
+        text, encoding = _as_text(raw, max_value_bytes)
+        key_text = None
+        if key is not None:
+            key_raw = key.encode("utf-8") if isinstance(key, str) else key
+            key_text = _as_text(key_raw, MAX_DEADLETTER_KEY_BYTES)[0]
         return cls(
             stage=stage,
             error=error,
@@ -112,16 +150,25 @@ class DeadLetter(BaseModel):
             key=key_text,
             value=text,
             value_encoding=encoding,
+            value_bytes=len(raw),
+            truncated=len(raw) > max_value_bytes,
         )
 
 
-def _as_text(raw: bytes | str) -> tuple[str, str]:
-    if isinstance(raw, str):
-        return raw, "utf-8"
+def _as_text(raw: bytes, limit: int) -> tuple[str, str]:
+    """The first ``limit`` bytes of ``raw`` as text, or as base64 when they are not UTF-8."""
+    head = raw[:limit]
     try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(raw).decode("ascii"), "base64"
+        return head.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        # A cut through a multi-byte character is still text: drop the partial character.
+        if (
+            len(raw) > limit
+            and exc.start >= len(head) - 3
+            and exc.reason == "unexpected end of data"
+        ):
+            return head[: exc.start].decode("utf-8"), "utf-8"
+        return base64.b64encode(head).decode("ascii"), "base64"
 
 
 class Match(BaseModel):

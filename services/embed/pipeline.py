@@ -12,15 +12,18 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
+from qdrant_client import models as qm
 
 from services.core import metrics
 from services.core.errors import BadRecord, DependencyUnavailable, describe_validation_error
 from services.core.ids import content_digest, paper_point_id, sentence_point_id
 from services.core.retry import until_available
-from services.core.schemas import DeadLetter, Paper
+from services.core.schemas import DeadLetter, Paper, clip
 from services.core.settings import Settings
 from services.core.text import normalise, sentences_for_embedding
 from services.core.types import TextEncoder
+from services.embed.points import PaperSource, build_points, texts_of
+from services.embed.points import paper_vector as paper_vector  # benchmarks import it here
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
 
@@ -54,7 +57,6 @@ class IndexedPaper:
     paper_vector: np.ndarray
     digest: str
     previous_version: int | None = None
-    previous_digest: str | None = None
 
 
 @dataclass
@@ -62,6 +64,7 @@ class BatchResult:
     indexed: list[IndexedPaper] = field(default_factory=list)
     skipped: int = 0
     dead: int = 0
+    relabelled: int = 0  # metadata rewritten, text unchanged (not re-encoded)
     sentences: int = 0
 
 
@@ -72,6 +75,9 @@ class Plans:
     plans: list[tuple[RawRecord, Paper, list[tuple[str, str]], str]]
     vectors: np.ndarray
     existing: dict[str, Any]
+    # Papers whose text is indexed as it is but whose metadata (authors, categories…)
+    # changed: only their payloads are rewritten, nothing is re-encoded.
+    relabel: list[tuple[RawRecord, Paper, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass
@@ -84,6 +90,11 @@ class Prepared:
     items: list[tuple[RawRecord, Paper]] = field(default_factory=list)
     plans: Plans | None = None
     failed: bool = False
+
+
+# Payload fields that come from a paper's metadata rather than from its text.
+METADATA_FIELDS = ("title", "authors", "categories", "primary_category", "published")
+MAX_JSON_DEPTH = 64
 
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
@@ -102,12 +113,16 @@ def decode_record(record: RawRecord, settings: Settings) -> Paper:
         text = record.value.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRecord(f"value is not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise BadRecord(f"value is JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRecord(
             f"value is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise BadRecord("value is JSON nested too deeply to decode") from None
     if not isinstance(data, dict):
         raise BadRecord(f"value is JSON {type(data).__name__}, expected a Paper object")
     try:
@@ -121,6 +136,36 @@ def decode_record(record: RawRecord, settings: Settings) -> Paper:
             f"{settings.max_abstract_chars} (ASTRO_MAX_ABSTRACT_CHARS)"
         )
     return paper
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of the JSON nesting depth of ``text`` (brackets inside strings count).
+
+    Cheap enough for every record, and it keeps :func:`json.loads` from recursing deep.
+    """
+    opens = text.count("[") + text.count("{")
+    if opens <= MAX_JSON_DEPTH:
+        return opens
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def latest_per_paper(items: Sequence[tuple[RawRecord, Paper]]) -> list[tuple[RawRecord, Paper]]:
@@ -154,11 +199,8 @@ def paper_payload(paper: Paper, model_version: str) -> dict[str, Any]:
     }
 
 
-def paper_vector(title_vector: np.ndarray, sentence_vectors: np.ndarray) -> np.ndarray:
-    """Normalised mean of the title and sentence vectors: the paper-level vector."""
-    mean = np.vstack([title_vector[None, :], sentence_vectors]).mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    return mean / norm if norm > 0 else mean
+def metadata_of(payload: dict[str, Any]) -> dict[str, Any]:
+    return {name: payload.get(name) for name in METADATA_FIELDS}
 
 
 class EmbedPipeline:
@@ -217,6 +259,10 @@ class EmbedPipeline:
                 good.append((record, decode_record(record, self.settings)))
             except BadRecord as exc:
                 await self._dead(record, "decode", exc.reason, prepared.result)
+            except Exception as exc:  # whatever one record does, it must not stop the stream
+                log.exception("decoding failed unexpectedly %s", record.where)
+                metrics.ERRORS.labels("decode", type(exc).__name__).inc()
+                await self._dead(record, "decode", describe(exc), prepared.result)
         metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - started)
         todo = latest_per_paper(good)
         prepared.result.skipped += len(good) - len(todo)
@@ -267,7 +313,8 @@ class EmbedPipeline:
                     raise
                 except Exception as exc:
                     metrics.ERRORS.labels("embed", type(exc).__name__).inc()
-                    await self._dead(item[0], "embed", f"{type(exc).__name__}: {exc}", result)
+                    log.exception("embedding failed %s", item[0].where)
+                    await self._dead(item[0], "embed", describe(exc), result)
         metrics.BATCH_PAPERS.observe(prepared.size)
         metrics.STAGE_SECONDS.labels("total").observe(time.perf_counter() - prepared.started)
         return result
@@ -281,6 +328,7 @@ class EmbedPipeline:
             "lookup", items[0][0], store.papers_by_id, [p.arxiv_id for _, p in items]
         )
         plans: list[tuple[RawRecord, Paper, list[tuple[str, str]], str]] = []
+        relabel: list[tuple[RawRecord, Paper, dict[str, Any]]] = []
         for record, paper in items:
             digest = content_digest(paper.title, paper.abstract)
             old = existing.get(paper.arxiv_id)
@@ -298,6 +346,10 @@ class EmbedPipeline:
                 )
                 continue
             if old_version == paper.version and old_payload.get("digest") == digest:
+                new_payload = paper_payload(paper, store.model_version)
+                if metadata_of(old_payload) != metadata_of(new_payload):
+                    relabel.append((record, paper, new_payload))
+                    continue
                 metrics.PAPERS_SKIPPED.labels("duplicate").inc()
                 result.skipped += 1
                 continue
@@ -306,55 +358,75 @@ class EmbedPipeline:
                 await self._dead(record, "split", "abstract has no sentences to embed", result)
                 continue
             plans.append((record, paper, sentences, digest))
-        if not plans:
+        if not plans and not relabel:
             return None
-        texts: list[str] = []
-        for _, paper, sentences, _ in plans:
-            texts.append(normalise(paper.title))
-            texts.extend(model_text for _, model_text in sentences)
-        t0 = time.perf_counter()
-        vectors = await self.encoder.aencode(texts)
-        metrics.STAGE_SECONDS.labels("encode").observe(time.perf_counter() - t0)
-        metrics.BATCH_SENTENCES.observe(len(texts))
-        return Plans(plans, vectors, existing)
+        vectors = np.zeros((0, self.encoder.dim), dtype=np.float32)
+        if plans:
+            texts = texts_of(
+                [normalise(paper.title) for _, paper, _, _ in plans],
+                [[model_text for _, model_text in sentences] for _, _, sentences, _ in plans],
+            )
+            t0 = time.perf_counter()
+            vectors = await self.encoder.aencode(texts)
+            metrics.STAGE_SECONDS.labels("encode").observe(time.perf_counter() - t0)
+            metrics.BATCH_SENTENCES.observe(len(texts))
+        return Plans(plans, vectors, existing, relabel)
 
     async def _write(self, planned: Plans, result: BatchResult) -> None:
         store = self.store
         version = store.model_version
-        vectors, existing = planned.vectors, planned.existing
-        ids: list[str] = []
-        payloads: list[dict[str, Any]] = []
-        rows: list[int] = []
+        for record, paper, payload in planned.relabel:
+            await self.retry("upsert", record, relabel_paper, store, paper.arxiv_id, payload)
+            metrics.PAPERS_SKIPPED.labels("metadata").inc()
+            result.relabelled += 1
+            log.info("metadata of %s v%d updated %s", paper.arxiv_id, paper.version, record.where)
+        if not planned.plans:
+            return
+        sources = [
+            PaperSource(
+                paper.arxiv_id,
+                {
+                    **paper_payload(paper, version),
+                    "digest": digest,
+                    "sentence_count": len(sentences),
+                },
+                [
+                    (
+                        sentence_point_id(paper.arxiv_id, paper.version, index),
+                        sentence_payload(paper, index, display, version),
+                    )
+                    for index, (display, _) in enumerate(sentences)
+                ],
+            )
+            for _, paper, sentences, digest in planned.plans
+        ]
+        points = build_points(sources, planned.vectors, version)
         indexed: list[IndexedPaper] = []
-        row = 0
-        for record, paper, sentences, digest in planned.plans:
-            title_row, row = row, row + 1
-            first = row
-            for index, (display, _) in enumerate(sentences):
-                ids.append(sentence_point_id(paper.arxiv_id, paper.version, index))
-                payloads.append(sentence_payload(paper, index, display, version))
-                rows.append(row)
-                row += 1
-            sent_vecs = vectors[first:row]
-            old = existing.get(paper.arxiv_id)
+        for n, (record, paper, sentences, digest) in enumerate(planned.plans):
+            old = planned.existing.get(paper.arxiv_id)
             old_payload = (old.payload or {}) if old is not None else {}
             indexed.append(
                 IndexedPaper(
                     paper=paper,
                     record=record,
                     sentences=[d for d, _ in sentences],
-                    sentence_vectors=sent_vecs,
-                    paper_vector=paper_vector(vectors[title_row], sent_vecs),
+                    sentence_vectors=points.sentences_of(n),
+                    paper_vector=points.paper_vectors[n],
                     digest=digest,
                     previous_version=old_payload.get("version"),
-                    previous_digest=old_payload.get("digest"),
                 )
             )
 
         t0 = time.perf_counter()
         where = planned.plans[0][0]
         await self.retry(
-            "upsert", where, store.upsert, store.sentences, ids, vectors[rows], payloads
+            "upsert",
+            where,
+            store.upsert,
+            store.sentences,
+            points.sentence_ids,
+            points.sentence_vectors,
+            points.sentence_payloads,
         )
         for item in indexed:
             if item.previous_version is not None:
@@ -375,18 +447,14 @@ class EmbedPipeline:
 
         # Paper points last: their digest marks the paper done, so a crash before this
         # line re-does sentences and alerts (idempotently) instead of skipping them.
-        paper_ids = [paper_point_id(i.paper.arxiv_id) for i in indexed]
-        paper_payloads = [
-            {
-                **paper_payload(i.paper, version),
-                "digest": i.digest,
-                "sentence_count": len(i.sentences),
-            }
-            for i in indexed
-        ]
-        paper_vecs = np.vstack([i.paper_vector for i in indexed])
         await self.retry(
-            "upsert", where, store.upsert, store.papers, paper_ids, paper_vecs, paper_payloads
+            "upsert",
+            where,
+            store.upsert,
+            store.papers,
+            points.paper_ids,
+            points.paper_vectors,
+            points.paper_payloads,
         )
 
         now = time.time()
@@ -394,10 +462,10 @@ class EmbedPipeline:
             if item.record.timestamp:
                 metrics.END_TO_END_LAG.observe(max(0.0, now - item.record.timestamp))
         metrics.PAPERS_INDEXED.inc(len(indexed))
-        metrics.SENTENCES_INDEXED.inc(len(ids))
+        metrics.SENTENCES_INDEXED.inc(len(points.sentence_ids))
         metrics.LAST_BATCH.set(now)
         result.indexed.extend(indexed)
-        result.sentences += len(ids)
+        result.sentences += len(points.sentence_ids)
 
     async def retry(self, stage: str, where: RawRecord, fn: Callable[..., Any], *args: Any) -> Any:
         """Call a Qdrant operation until it succeeds, backing off while Qdrant is down."""
@@ -420,3 +488,28 @@ class EmbedPipeline:
         await self.dead_letter(letter)
         metrics.DEADLETTERS.labels(stage).inc()
         result.dead += 1
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an unexpected error, bounded for a dead letter."""
+    return clip(f"{type(exc).__name__}: {exc}", 500)
+
+
+def relabel_paper(store: VectorStore, arxiv_id: str, payload: dict[str, Any]) -> None:
+    """Rewrite the metadata of a paper's sentence points, then of its paper point (blocking).
+
+    The text, vectors, digest and model version stay; the paper point goes last, as it
+    marks the paper done.
+    """
+    fields = {name: payload[name] for name in METADATA_FIELDS}
+    store.client.set_payload(
+        store.sentences,
+        payload=fields,
+        points=qm.Filter(
+            must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchValue(value=arxiv_id))]
+        ),
+        wait=True,
+    )
+    store.client.set_payload(
+        store.papers, payload=fields, points=[paper_point_id(arxiv_id)], wait=True
+    )

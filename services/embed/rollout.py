@@ -8,16 +8,15 @@ import time
 import uuid
 from typing import Any
 
-import numpy as np
 from prometheus_client import Counter, Gauge
 from qdrant_client import models as qm
 
 from services.core import metrics
-from services.core.ids import NAMESPACE, paper_point_id
+from services.core.ids import NAMESPACE
 from services.core.schemas import ModelUpdate
 from services.core.settings import Settings
 from services.core.text import normalise
-from services.embed.pipeline import paper_vector
+from services.embed.points import PaperSource, build_points, texts_of
 from services.models.encoder import Encoder, derive_model_version
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
@@ -208,35 +207,31 @@ class Rollout:
         by_paper: dict[str, list[qm.Record]] = {a: [] for a in papers}
         for record in records:
             by_paper[str((record.payload or {})["arxiv_id"])].append(record)
-        texts: list[str] = []
-        for aid, payload in papers.items():
-            texts.append(normalise(str(payload.get("title", ""))))
-            texts.extend(normalise(str((r.payload or {}).get("text", ""))) for r in by_paper[aid])
-        vectors = await encoder.aencode(texts)
-        version = new.model_version
-        sentence_ids: list[str] = []
-        sentence_payloads: list[dict[str, Any]] = []
-        rows: list[int] = []
-        paper_vecs: list[np.ndarray] = []
-        row = 0
-        for aid in papers:
-            title_row, row = row, row + 1
-            first = row
-            for record in by_paper[aid]:
-                sentence_ids.append(str(record.id))
-                sentence_payloads.append({**(record.payload or {}), "model_version": version})
-                rows.append(row)
-                row += 1
-            sents = vectors[first:row]
-            paper_vecs.append(
-                paper_vector(vectors[title_row], sents) if len(sents) else vectors[title_row]
+        sources = [
+            PaperSource(
+                aid,
+                payload,
+                [(str(r.id), r.payload or {}) for r in by_paper[aid]],
             )
-        await new.run(new.upsert, new.sentences, sentence_ids, vectors[rows], sentence_payloads)
+            for aid, payload in papers.items()
+        ]
+        texts = texts_of(
+            [normalise(str(payload.get("title", ""))) for payload in papers.values()],
+            [
+                [normalise(str((r.payload or {}).get("text", ""))) for r in by_paper[aid]]
+                for aid in papers
+            ],
+        )
+        vectors = await encoder.aencode(texts)
+        points = build_points(sources, vectors, new.model_version)
         await new.run(
             new.upsert,
-            new.papers,
-            [paper_point_id(a) for a in papers],
-            np.vstack(paper_vecs),
-            [{**p, "model_version": version} for p in papers.values()],
+            new.sentences,
+            points.sentence_ids,
+            points.sentence_vectors,
+            points.sentence_payloads,
+        )
+        await new.run(
+            new.upsert, new.papers, points.paper_ids, points.paper_vectors, points.paper_payloads
         )
         ROLLOUT_PAPERS.inc(len(papers))

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
 
 from services.alerts import lexicon
 from services.alerts.feedback import FeedbackStore
@@ -17,7 +18,7 @@ from services.alerts.subscriptions import SubscriptionStore
 from services.alerts.webhooks import WebhookSender
 from services.core import metrics
 from services.core.errors import DependencyUnavailable
-from services.core.schemas import Alert, DeadLetter, ModelUpdate
+from services.core.schemas import Alert, DeadLetter, ModelUpdate, clip
 from services.core.settings import Settings
 from services.embed.agent import install_embed_agent, raw_record
 from services.embed.pipeline import EmbedPipeline, IndexedHook
@@ -46,6 +47,7 @@ class Runtime:
         self.serving = Binding(encoder, store)
         self.indexing = Binding(encoder, store)
         self.assigned = False
+        self.failure: str | None = None  # why the embed agent died (the worker then exits)
         self.started_at = time.time()
         self.extra_checks: dict[str, Callable[[], Awaitable[str | None]]] = {}
         self.rollout = Rollout(settings, self.serving, self.indexing)
@@ -80,7 +82,9 @@ class Runtime:
             await asyncio.wait_for(store.run(store.ping), timeout=3)
         except (DependencyUnavailable, TimeoutError, OSError) as exc:
             problems["qdrant"] = f"unreachable: {exc}"
-        if "embed" in self.settings.role_set and not self.assigned:
+        if self.failure is not None:
+            problems["embed"] = self.failure
+        elif "embed" in self.settings.role_set and not self.assigned:
             problems["consumer"] = "not yet joined the consumer group"
         for name, check in self.extra_checks.items():
             problem = await check()
@@ -129,11 +133,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
         fut = await deadletters.send(key=key, value=letter.model_dump_json().encode())
         await fut  # the record is acked only once the broker holds its dead letter
 
-    on_indexed = install_alerts(app, runtime)
+    on_indexed = install_alerts(app, runtime, dead_letter)
     pipeline = EmbedPipeline(settings, runtime.indexing, dead_letter, on_indexed)
 
+    async def embed_died(exc: BaseException) -> None:
+        # Readiness says why, and the worker exits non-zero (its supervisor restarts it)
+        # rather than idling, or restarting the agent on the same offset forever.
+        runtime.failure = clip(f"embed agent died: {type(exc).__name__}: {exc}", 500)
+        runtime.assigned = False
+        await app.crash(exc)
+
     if "embed" in settings.role_set:
-        install_embed_agent(app, settings, pipeline)
+        install_embed_agent(app, settings, pipeline, on_death=embed_died)
         install_rollout(app, runtime)
         install_lag(app)
 
@@ -162,7 +173,101 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
     return app, runtime
 
 
-def install_alerts(app: faust.App, runtime: Runtime) -> IndexedHook | None:
+def transient(exc: BaseException) -> bool:
+    """Whether publishing may succeed if retried (broker down, timeout) rather than never."""
+    if isinstance(exc, KafkaTimeoutError | ProducerClosed):
+        return True
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable)
+    return isinstance(exc, TimeoutError | ConnectionError | DependencyUnavailable)
+
+
+Send = Callable[[bytes, bytes], Awaitable[Any]]
+
+
+def alert_publisher(
+    send: Send,
+    dead_letter: Callable[[DeadLetter], Awaitable[None]],
+    topic: str,
+    *,
+    max_backoff_s: float = 30.0,
+) -> Callable[[list[Alert]], Awaitable[None]]:
+    """``publish(alerts)``: returns once the broker holds each alert or its dead letter.
+
+    Args:
+        send: ``send(key, value)``, awaited until the broker acknowledges.
+        dead_letter: where an alert goes that can never be published.
+        topic: the alerts topic (named in logs and dead letters).
+
+    A transient error (see :func:`transient`) is retried with backoff; any other (the
+    alert is too large, a serialization error…) dead-letters that alert, and the others
+    are published all the same.
+    """
+
+    async def publish_one(alert: Alert) -> None:
+        await send(alert.subscription_id.encode(), alert.model_dump_json().encode())
+
+    async def bury(alert: Alert, exc: BaseException) -> None:
+        reason = f"alert for {alert.arxiv_id} not publishable: {type(exc).__name__}: {exc}"
+        log.error("dead-letter (alerts) topic=%s partition=None offset=None: %s", topic, reason)
+        try:
+            value: bytes | str = alert.model_dump_json()
+        except Exception:
+            value = repr(alert)
+        await dead_letter(
+            DeadLetter.from_raw(
+                stage="alerts",
+                error=reason,
+                topic=topic,
+                partition=None,
+                offset=None,
+                key=alert.subscription_id,
+                value=value,
+            )
+        )
+        metrics.DEADLETTERS.labels("alerts").inc()
+
+    async def publish(alerts: list[Alert]) -> None:
+        pending = list(alerts)
+        delay = 0.5
+        while pending:
+            # on the broker before the paper is marked done
+            outcomes = await asyncio.gather(
+                *(publish_one(a) for a in pending), return_exceptions=True
+            )
+            retry: list[Alert] = []
+            for alert, outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, asyncio.CancelledError):
+                    raise outcome
+                if outcome is None:
+                    continue
+                if transient(outcome):
+                    retry.append(alert)
+                    last = outcome
+                else:
+                    await bury(alert, outcome)
+            pending = retry
+            if pending:
+                metrics.RETRIES.labels("alerts_publish").inc()
+                log.warning(
+                    "publishing %d alerts to topic=%s failed (%s: %s); retrying in %.1fs",
+                    len(pending),
+                    topic,
+                    type(last).__name__,
+                    last,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(max_backoff_s, delay * 2)
+
+    return publish
+
+
+def install_alerts(
+    app: faust.App,
+    runtime: Runtime,
+    dead_letter: Callable[[DeadLetter], Awaitable[None]],
+) -> IndexedHook | None:
     """Open the subscriptions (api and alerts roles); return the matcher hook (alerts role)."""
     settings = runtime.settings
     roles = settings.role_set
@@ -179,27 +284,10 @@ def install_alerts(app: faust.App, runtime: Runtime) -> IndexedHook | None:
 
     topic = app.topic(settings.topic_alerts, key_serializer="raw", value_serializer="raw")
 
-    async def publish(alerts: list[Alert]) -> None:
-        delay = 0.5
-        while True:
-            try:
-                futures = [
-                    await topic.send(
-                        key=a.subscription_id.encode(), value=a.model_dump_json().encode()
-                    )
-                    for a in alerts
-                ]
-                await asyncio.gather(*futures)  # on the broker before the paper is marked done
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                metrics.RETRIES.labels("alerts_publish").inc()
-                log.warning(
-                    "publishing %d alerts failed (%s); retrying in %.1fs", len(alerts), exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
+    async def send(key: bytes, value: bytes) -> None:
+        await (await topic.send(key=key, value=value))
+
+    publish = alert_publisher(send, dead_letter, settings.topic_alerts)
 
     matcher = AlertMatcher(
         subs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,116 @@ def test_malformed_records_are_dead_lettered_and_stream_moves_on(
     assert worker.get("/ready")[0] == 200
 
 
+def produce_large(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    """Like ``produce``, with a producer that sends records over the default 1 MB limit."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    async def go() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", max_request_size=16 * 1024**2
+        )
+        await producer.start()
+        try:
+            for key, value in messages:  # in order: bad and good records interleaved
+                await (await producer.send(topic, value=value, key=key))
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+
+
+def dead_letters_for(bootstrap: str, topic: str, keys: set[str]) -> dict[str, Any]:
+    """The dead letters of ``keys`` (by key), read from the start until all are there."""
+    import time
+
+    deadline = time.monotonic() + 120
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline and not keys <= set(found):
+        for message in consume_all(bootstrap, topic, expect=1_000_000, timeout=5):
+            letter = json.loads(message.value)
+            found[letter["key"]] = letter
+    return {k: found[k] for k in keys if k in found}
+
+
+def test_no_record_stops_the_stream(
+    indexed: dict[str, Any],
+    worker: WorkerProcess,
+    broker: EmbeddedBroker,
+    env: dict[str, str],
+    sample_records: list[dict[str, Any]],
+) -> None:
+    """Deeply nested JSON, a 5 MB abstract and a 600 KB arxiv_id, among good papers: each bad
+    record is dead-lettered (its letter fits the producer), each good one indexed."""
+    good = sample_records[110:114]
+    big = {**sample_records[114], "abstract": "Stars shine. " * 400_000}
+    long_id = {**sample_records[115], "arxiv_id": "9" * 600_000}
+    before = worker.get("/stats")[1]["papers"]
+    produce_large(
+        broker.bootstrap,
+        env["ASTRO_TOPIC_PAPERS"],
+        [
+            paper_bytes(good[0]),
+            (b"nested", b"[" * 200_000 + b"]" * 200_000),
+            paper_bytes(good[1]),
+            paper_bytes(big),
+            paper_bytes(good[2]),
+            (b"long-id", json.dumps(long_id).encode()),
+            paper_bytes(good[3]),
+        ],
+    )
+    letters = dead_letters_for(
+        broker.bootstrap, env["ASTRO_TOPIC_DEADLETTER"], {"nested", big["arxiv_id"], "long-id"}
+    )
+    assert set(letters) == {"nested", big["arxiv_id"], "long-id"}, letters.keys()
+    assert "nested" in letters["nested"]["error"]
+    assert "ASTRO_MAX_ABSTRACT_CHARS" in letters[big["arxiv_id"]]["error"]
+    assert "not an arXiv id" in letters["long-id"]["error"]
+    for letter in letters.values():
+        assert len(letter["error"]) <= 2100
+        assert letter["partition"] is not None and letter["offset"] is not None
+    assert letters[big["arxiv_id"]]["truncated"] is True
+    assert letters[big["arxiv_id"]]["value_bytes"] > 5_000_000
+    assert letters["long-id"]["value_bytes"] > 600_000
+    worker.wait_for(lambda s: s["papers"] == before + len(good), timeout=120)
+    for record in good:
+        assert worker.get(f"/papers/{record['arxiv_id']}")[0] == 200
+    assert worker.get("/ready")[0] == 200
+
+
+def test_metadata_only_change_reaches_qdrant(
+    indexed: dict[str, Any],
+    worker: WorkerProcess,
+    broker: EmbeddedBroker,
+    env: dict[str, str],
+    first100: list[dict[str, Any]],
+) -> None:
+    """A new cross-list (same version and text, more categories and authors) updates the
+    paper and sentence payloads, without re-embedding the paper."""
+    paper = first100[30]
+    crosslisted = {
+        **paper,
+        "categories": [*paper["categories"], "test.crosslist"],
+        "authors": [*paper["authors"], "A. Newcomer"],
+    }
+    indexed_before = worker.metric("astrostream_papers_indexed_total")
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(crosslisted)])
+    worker.wait_for(
+        lambda _: (
+            worker.get(f"/papers/{paper['arxiv_id']}")[1]["categories"] == crosslisted["categories"]
+        ),
+        timeout=60,
+    )
+    got = worker.get(f"/papers/{paper['arxiv_id']}")[1]
+    assert got["authors"] == crosslisted["authors"]
+    # search filters on the sentence payloads: the new category finds the paper's sentences
+    status, body = worker.get("/search?" + _q(paper["title"], category="test.crosslist", limit="5"))
+    assert status == 200
+    assert [r["arxiv_id"] for r in body["results"]] == [paper["arxiv_id"]]
+    assert worker.metric("astrostream_papers_indexed_total") == indexed_before
+
+
 def test_new_version_replaces_the_sentences(
     indexed: dict[str, Any],
     worker: WorkerProcess,
@@ -239,6 +350,41 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     finally:
         first.stop()
     assert at_kill < len(records), "the worker finished before it could be killed mid-stream"
+    with WorkerProcess(env, tmp_path / "second.log") as second:
+        want = expected_sentences(records)
+        done = second.wait_for(lambda s: s["papers"] == len(records), timeout=240)
+        done = second.wait_for(lambda s: s["sentences"] >= want, timeout=30)
+        assert (done["papers"], done["sentences"]) == (len(records), want)
+
+
+def test_sigterm_mid_stream_stops_in_bounded_time_and_loses_nothing(
+    broker: EmbeddedBroker, tmp_path: Path, sample_records: list[dict[str, Any]]
+) -> None:
+    import signal
+    import time
+
+    env = isolated_env(
+        broker.url,
+        tmp_path,
+        "term",
+        ASTRO_ROLES="embed,api",
+        ASTRO_TAKE_MAX_PAPERS="4",
+        ASTRO_BATCH_WINDOW_MS="50",
+    )
+    records = sample_records[:60]
+    produce(broker.bootstrap, env["ASTRO_TOPIC_PAPERS"], [paper_bytes(r) for r in records])
+    first = WorkerProcess(env, tmp_path / "first.log").start()
+    try:
+        at_term = first.wait_for(lambda s: s["papers"] >= 8, timeout=120)["papers"]
+        assert first.proc is not None
+        t0 = time.monotonic()
+        os.killpg(first.proc.pid, signal.SIGTERM)
+        first.proc.wait(timeout=40)
+        took = time.monotonic() - t0
+    finally:
+        first.stop()
+    assert at_term < len(records), "the worker finished before it could be stopped mid-stream"
+    assert took < 20, f"SIGTERM took {took:.1f}s\n{first.tail()}"
     with WorkerProcess(env, tmp_path / "second.log") as second:
         want = expected_sentences(records)
         done = second.wait_for(lambda s: s["papers"] == len(records), timeout=240)

@@ -176,3 +176,83 @@ def test_poison_paper_is_isolated_from_its_batch(
     assert [(letter.offset, letter.stage) for letter in letters] == [(2, "embed")]
     assert "tokenizer exploded" in letters[0].error
     assert poison not in store.papers_by_id([r["arxiv_id"] for r in records[:4]])
+
+
+def test_no_record_stops_the_batch(
+    records: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nested JSON, a 600 KB arxiv_id, an error nobody expected: each is dead-lettered with a
+    bounded reason, and the good records around them are indexed."""
+    pipeline, store, letters = make()
+    nested = b"[" * 200_000 + b"]" * 200_000
+    nested_in_object = b'{"arxiv_id": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    long_id = {**records[3], "arxiv_id": "9" * 600_000}
+    batch = [
+        rec(records[0], 0),
+        rec(nested, 1),
+        rec(records[1], 2),
+        rec(nested_in_object, 3),
+        rec(long_id, 4),
+        rec(records[2], 5),
+    ]
+    result = run(pipeline, batch)
+    assert len(result.indexed) == 3 and result.dead == 3
+    assert [letter.offset for letter in letters] == [1, 3, 4]
+    assert "nested" in letters[0].error and "nested" in letters[1].error
+    assert "not an arXiv id" in letters[2].error
+    assert all(len(letter.error) <= 2100 for letter in letters)
+    assert all(len(letter.model_dump_json()) < 1_000_000 for letter in letters)
+    assert letters[2].truncated and letters[2].value_bytes == len(batch[4].value or b"")
+
+    # A bug anywhere in decoding: the record is dead-lettered, not the agent crashed.
+    def explode(record: RawRecord, settings: Settings) -> Paper:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr("services.embed.pipeline.decode_record", explode)
+    result = run(pipeline, [rec(records[4], 6)])
+    assert result.dead == 1 and letters[-1].offset == 6
+    assert "RecursionError" in letters[-1].error
+
+
+def test_dead_letter_of_a_huge_value_fits_the_producer(records: list[dict[str, Any]]) -> None:
+    pipeline, _, letters = make()
+    huge = json.dumps({**records[0], "abstract": "Stars shine. " * 400_000}).encode()
+    assert len(huge) > 5_000_000
+    binary = b"\xff" * 3_000_000
+    result = run(pipeline, [rec(huge, 0), rec(binary, 1)])
+    assert result.dead == 2
+    for letter, raw in zip(letters, [huge, binary], strict=True):
+        assert len(letter.model_dump_json().encode()) < 1_000_000
+        assert (letter.truncated, letter.value_bytes) == (True, len(raw))
+    assert huge.decode().startswith(letters[0].value)
+    assert letters[1].value_encoding == "base64"
+
+
+def test_metadata_change_updates_payloads_without_re_encoding(
+    records: list[dict[str, Any]],
+) -> None:
+    """A cross-list (same version and text, new categories and authors) reaches Qdrant."""
+    pipeline, store, _ = make()
+    paper = records[0]
+    run(pipeline, [rec(paper)])
+    crosslisted = {
+        **paper,
+        "categories": [*paper["categories"], "physics.data-an"],
+        "authors": [*paper["authors"], "A. Newcomer"],
+    }
+    result = run(pipeline, [rec(crosslisted)])
+    assert result.relabelled == 1 and result.indexed == []
+    assert len(pipeline.encoder.calls) == 1  # nothing re-encoded
+    point = store.papers_by_id([paper["arxiv_id"]])[paper["arxiv_id"]]
+    assert point.payload is not None
+    assert point.payload["categories"] == crosslisted["categories"]
+    assert point.payload["authors"] == crosslisted["authors"]
+    sentences = store.sentences_of(paper["arxiv_id"])
+    assert len(sentences) == len(sentences_for_embedding(paper["abstract"]))
+    for point in sentences:
+        assert point.payload is not None
+        assert point.payload["categories"] == crosslisted["categories"]
+        assert point.payload["authors"] == crosslisted["authors"]
+        assert "text" in point.payload and "sentence_index" in point.payload
+    # and once relabelled, a redelivery is a plain duplicate again
+    assert run(pipeline, [rec(crosslisted)]).skipped == 1
