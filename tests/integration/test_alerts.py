@@ -222,7 +222,10 @@ def test_other_4xx(stack: Stack) -> None:
     import urllib.request
 
     req = urllib.request.Request(
-        stack.worker.base + "/subscriptions", data=b"{not json", method="POST", headers=AUTH
+        stack.worker.base + "/subscriptions",
+        data=b"{not json",
+        method="POST",
+        headers={**AUTH, "Content-Type": "application/json"},
     )
     try:
         urllib.request.urlopen(req, timeout=10)
