@@ -76,6 +76,13 @@ def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) 
     return asyncio.run(go())
 
 
+def expected_sentences(records: list[dict[str, Any]]) -> int:
+    """Sentence points the embed stage writes for these raw paper records."""
+    from services.core.text import sentences_for_embedding
+
+    return sum(len(sentences_for_embedding(r["abstract"])) for r in records)
+
+
 def paper_bytes(record: dict[str, Any]) -> tuple[bytes, bytes]:
     return record["arxiv_id"].encode(), json.dumps(record).encode()
 

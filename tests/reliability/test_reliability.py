@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import consume_all, isolated_env, paper_bytes, produce, unique
+from helpers import consume_all, expected_sentences, isolated_env, paper_bytes, produce, unique
 from qdrant_client import QdrantClient
 
 from benchmarks.stack import WorkerProcess
-from services.core.text import sentences_for_embedding
 from services.kafka.broker import EmbeddedBroker
 
 pytestmark = pytest.mark.reliability
@@ -35,10 +34,6 @@ def load_1k() -> list[dict[str, Any]]:
     """1,000 real astro-ph papers (arXiv metadata, CC0), a fixed sample of the shared set."""
     with gzip.open(DATA, "rt") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def expected_sentences(records: list[dict[str, Any]]) -> int:
-    return sum(len(sentences_for_embedding(r["abstract"])) for r in records)
 
 
 def record(result: dict[str, Any]) -> None:
