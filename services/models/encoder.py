@@ -1,4 +1,9 @@
-"""Sentence encoder: a sentence-transformers model on CUDA (half precision) or CPU, off the event loop."""
+"""Sentence encoder: a sentence-transformers model on CUDA (half precision) or CPU, off the event loop.
+
+On CPU the model can also run as ONNX through onnxruntime, fp32 or int8 (``ASTRO_BACKEND``,
+see :mod:`services.models.onnx_backend` and docs/performance.md). Each backend tags its
+vectors differently (:func:`backend_version`), so one collection never mixes them.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +23,13 @@ from services.core.errors import ConfigError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from services.models.onnx_backend import OnnxSentenceModel
+
 log = logging.getLogger(__name__)
 
 BUNDLED = "bundled"
 BUNDLED_VERSION = "all-minilm-l6-v2"
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 
 def bundled_model_path() -> Path:
@@ -56,6 +64,29 @@ def pick_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def pick_backend(requested: str, device: str) -> str:
+    """``auto`` → ``onnx-int8`` on CPU, ``torch`` elsewhere; ONNX backends are CPU-only."""
+    if requested not in BACKENDS:
+        raise ConfigError(f"ASTRO_BACKEND={requested!r}: expected one of {', '.join(BACKENDS)}")
+    if requested == "auto":
+        return "onnx-int8" if device == "cpu" else "torch"
+    if requested != "torch" and device != "cpu":
+        raise ConfigError(
+            f"ASTRO_BACKEND={requested} runs on CPU (onnxruntime) but the device is {device}: "
+            "set ASTRO_DEVICE=cpu, or ASTRO_BACKEND=torch (or auto) to use the GPU"
+        )
+    return requested
+
+
+def backend_version(version: str, backend: str) -> str:
+    """The version tag of ``backend``'s vectors: ``-onnx``/``-onnx-int8`` after the model's tag.
+
+    fp16/fp32 torch vectors keep the plain tag (they agree to ~1e-3); ONNX int8 vectors differ
+    by up to ~0.02 of cosine, so they get their own collections.
+    """
+    return version if backend == "torch" else f"{version}-{backend}"
+
+
 class Encoder:
     """Wraps a SentenceTransformer; every call runs on one dedicated thread.
 
@@ -64,16 +95,25 @@ class Encoder:
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         batch_size: sentences per forward pass.
         max_seq_length: tokens kept per sentence.
+        backend: ``torch``, ``onnx``, ``onnx-int8`` or ``auto`` (int8 on CPU, torch on a GPU).
+        cache_dir: where exported ONNX models are kept (one folder per model and hash).
     """
 
     def __init__(
-        self, model: str, device: str = "auto", batch_size: int = 64, max_seq_length: int = 256
+        self,
+        model: str,
+        device: str = "auto",
+        batch_size: int = 64,
+        max_seq_length: int = 256,
+        backend: str = "torch",
+        cache_dir: Path | str = Path("data") / "onnx",
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.name = model
         self.device = pick_device(device)
+        self.backend = pick_backend(backend, self.device)
         path = resolve_model(model)
         try:
             self.model: SentenceTransformer = SentenceTransformer(path, device=self.device)
@@ -90,15 +130,34 @@ class Encoder:
         if not dim:
             raise ConfigError(f"ASTRO_MODEL={model!r} does not declare an embedding dimension")
         self.dim = int(dim)
+        self.onnx: OnnxSentenceModel | None = None
+        if self.backend != "torch":
+            from services.models.onnx_backend import OnnxSentenceModel, prepare
+
+            onnx_path = prepare(self.model, path, self.backend, Path(cache_dir))
+            self.onnx = OnnxSentenceModel(self.model, onnx_path, self.model.max_seq_length)
+            if self.onnx.dim != self.dim:
+                raise ConfigError(
+                    f"ASTRO_BACKEND={self.backend}: {onnx_path} gives {self.onnx.dim}-d vectors, "
+                    f"the model declares {self.dim}; delete the cached file"
+                )
+            self.model[0].auto_model.to("meta")  # the torch weights are not needed any more
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
         self._lock = threading.Lock()
-        log.info("model %s loaded on %s (dim %d)", path, self.device, self.dim)
+        log.info("model %s loaded on %s, %s (dim %d)", path, self.device, self.backend, self.dim)
+
+    @property
+    def version_suffix(self) -> str:
+        """What :func:`backend_version` appends to this encoder's vectors' version tag."""
+        return backend_version("", self.backend)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-normalised float32 vectors, one row per text (blocking)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
+            if self.onnx is not None:
+                return self.onnx.encode(texts, self.batch_size)
             vectors = self.model.encode(
                 texts,
                 batch_size=self.batch_size,
