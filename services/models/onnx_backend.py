@@ -106,7 +106,7 @@ def export(transformer: Any, input_names: list[str], path: Path) -> None:
             from onnxruntime.transformers.optimizer import optimize_model
 
             optimize_model(str(tmp), model_type="bert", opt_level=1).save_model_to_file(str(tmp))
-        except Exception as exc:  # noqa: BLE001 - the unfused graph is correct, only slower
+        except Exception as exc:  # the unfused graph is correct, only slower
             log.warning("onnxruntime fusions skipped (%s: %s)", type(exc).__name__, exc)
         _replace(tmp, path)
     finally:
@@ -173,9 +173,7 @@ class OnnxSentenceModel:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         threads = os.cpu_count() or 1
         options.intra_op_num_threads = min(threads, 8)
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.dim = int(self.session.get_outputs()[0].shape[-1])
 
