@@ -45,7 +45,8 @@ def model_parts(model: SentenceTransformer) -> tuple[Any, Any, str]:
             f"ASTRO_BACKEND=onnx supports Transformer → Pooling [→ Normalize] models; this one is "
             f"{' → '.join(kinds)}: use ASTRO_BACKEND=torch"
         )
-    mode = model[1].get_config_dict().get("pooling_mode")
+    pooling: Any = model[1]
+    mode = pooling.get_config_dict().get("pooling_mode")
     if mode not in POOLING:
         raise ConfigError(
             f"ASTRO_BACKEND=onnx: pooling {mode!r} is not supported ({', '.join(POOLING)}); "
