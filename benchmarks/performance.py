@@ -4,7 +4,7 @@ One run measures, on real astro-ph sentences (``sentences_for_embedding`` of the
 abstracts) and the bundled model:
 
 1. **Encode**: sentences/s (wall) and CPU seconds per 1,000 sentences for each
-   ``ASTRO_BACKEND`` (torch fp32, onnx fp32, onnx-int8) at each batch size. The configs are
+   ``ASTRO_BACKEND`` (torch fp32, onnx fp32, onnx-int8, openvino fp32) at each batch size. The configs are
    interleaved over ``--rounds`` rounds; the best round is reported (the machine is shared,
    so wall numbers are noisy: CPU seconds are the steadier figure).
 2. **Parity** of each ONNX backend with torch fp32 over ``--sentences`` sentences: row cosine
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from services.core.text import normalise, sentences_for_embedding  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "astro-ph" / "astro-ph-train.jsonl.gz"
-BACKENDS = ("torch", "onnx", "onnx-int8")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
 
 
 def load_texts(path: Path, sentences: int, queries: int) -> tuple[list[str], list[str]]:
@@ -335,7 +335,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--queries", type=int, default=200, help="titles: top-10 overlap, /search")
     parser.add_argument("--search-sizes", default="1000,5000,10000")
-    parser.add_argument("--search-backend", default="onnx-int8")
+    parser.add_argument("--search-backend", default="openvino")
     parser.add_argument("--sentences-per-paper", type=int, default=8)
     parser.add_argument("--subscriptions", default="10,100,1000,10000")
     parser.add_argument("--batch-papers", type=int, default=32)

@@ -46,7 +46,9 @@ def reference() -> tuple[list[str], np.ndarray]:
         torch.close()
 
 
-@pytest.mark.parametrize(("backend", "floor"), [("onnx", 0.9999), ("onnx-int8", 0.95)])
+@pytest.mark.parametrize(
+    ("backend", "floor"), [("onnx", 0.9999), ("onnx-int8", 0.95), ("openvino", 0.9999)]
+)
 def test_onnx_vectors_match_torch(
     backend: str, floor: float, cache: Path, reference: tuple[list[str], np.ndarray]
 ) -> None:
@@ -83,12 +85,14 @@ def test_export_is_cached(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_each_backend_has_its_own_version_tag() -> None:
-    tags = {backend_version("all-minilm-l6-v2", b) for b in ("torch", "onnx", "onnx-int8")}
-    assert tags == {"all-minilm-l6-v2", "all-minilm-l6-v2-onnx", "all-minilm-l6-v2-onnx-int8"}
+    backends = ("torch", "onnx", "onnx-int8", "openvino")
+    tags = [backend_version("all-minilm-l6-v2", b) for b in backends]
+    assert tags[0] == "all-minilm-l6-v2" and len(set(tags)) == len(backends)
+    assert tags[2] == "all-minilm-l6-v2-onnx-int8"
 
 
 def test_backend_choice() -> None:
-    assert pick_backend("auto", "cpu") == "onnx-int8"
+    assert pick_backend("auto", "cpu") == "openvino"
     assert pick_backend("auto", "cuda") == "torch"
     assert pick_backend("onnx", "cpu") == "onnx"
     with pytest.raises(ConfigError, match="ASTRO_DEVICE=cpu"):
