@@ -102,3 +102,31 @@ def test_backend_choice() -> None:
     assert Settings(backend="onnx-int8").backend == "onnx-int8"
     with pytest.raises(ValueError):
         Settings(backend="int4")
+
+
+def test_a_cached_model_that_disagrees_is_refused(cache: Path) -> None:
+    """A wrong export (here: one weight matrix of the cached file shuffled) fails at start."""
+    Encoder("bundled", "cpu", 16, 256, backend="onnx", cache_dir=cache).close()
+    [fp32] = cache.rglob("model.onnx")
+    original = fp32.read_bytes()
+    fp32.write_bytes(perturbed(fp32))
+    try:
+        with pytest.raises(ConfigError, match="disagrees with the model"):
+            Encoder("bundled", "cpu", 16, 256, backend="onnx", cache_dir=cache)
+    finally:
+        fp32.write_bytes(original)
+
+
+def perturbed(path: Path) -> bytes:
+    """The ONNX model at ``path`` with its first large weight matrix shuffled."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path))
+    for init in graph.graph.initializer:
+        weights = numpy_helper.to_array(init)
+        if weights.ndim == 2 and weights.size > 10_000 and weights.dtype == np.float32:
+            shuffled = np.random.default_rng(0).permutation(weights.ravel()).reshape(weights.shape)
+            init.CopyFrom(numpy_helper.from_array(shuffled, init.name))
+            break
+    return graph.SerializeToString()
