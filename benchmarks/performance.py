@@ -335,7 +335,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--queries", type=int, default=200, help="titles: top-10 overlap, /search")
     parser.add_argument("--search-sizes", default="1000,5000,10000")
-    parser.add_argument("--search-backend", default="openvino")
+    parser.add_argument("--search-backend", default="onnx-int8")
     parser.add_argument("--sentences-per-paper", type=int, default=8)
     parser.add_argument("--subscriptions", default="10,100,1000,10000")
     parser.add_argument("--batch-papers", type=int, default=32)

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
             "Encoder runtime. onnx/onnx-int8/openvino: the model exported once to ONNX "
             "(under ASTRO_DATA_DIR/onnx) and run by onnxruntime (fp32 or int8) or OpenVINO "
             "(fp32), CPU only; their vectors get a version tag of their own "
-            "(docs/performance.md). auto: openvino on CPU, torch on a GPU."
+            "(docs/performance.md). auto: onnx-int8 on CPU, torch on a GPU."
         ),
     )
     batch_size: int = Field(64, ge=1, le=4096, description="Sentences per encode batch.")

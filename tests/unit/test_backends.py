@@ -92,7 +92,7 @@ def test_each_backend_has_its_own_version_tag() -> None:
 
 
 def test_backend_choice() -> None:
-    assert pick_backend("auto", "cpu") == "openvino"
+    assert pick_backend("auto", "cpu") == "onnx-int8"
     assert pick_backend("auto", "cuda") == "torch"
     assert pick_backend("onnx", "cpu") == "onnx"
     with pytest.raises(ConfigError, match="ASTRO_DEVICE=cpu"):
