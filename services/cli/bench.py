@@ -15,6 +15,7 @@ import click
 DRIVERS = {
     "pipeline": "Bare model encode vs publish → embed worker → Qdrant over the same sentences.",
     "alerts": "Alert quality on real authorship vs TF-IDF and whole-abstract baselines.",
+    "performance": "Encode speed per backend (torch/ONNX/int8) and parity, /search and alert costs.",
 }
 
 

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
         None, description="Version tag stored with every vector. Default: derived from the model."
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Encoder device.")
+    backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino"] = Field(
+        "torch",
+        description=(
+            "Encoder runtime. onnx/onnx-int8/openvino: the model exported once to ONNX "
+            "(under ASTRO_DATA_DIR/onnx) and run by onnxruntime (fp32 or int8) or OpenVINO "
+            "(fp32), CPU only; their vectors get a version tag of their own "
+            "(docs/performance.md). auto: onnx-int8 on CPU, torch on a GPU."
+        ),
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="Sentences per encode batch.")
     batch_window_ms: int = Field(
         200, ge=0, le=60_000, description="Max wait to fill a micro-batch of papers (ms)."

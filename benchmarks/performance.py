@@ -1,0 +1,400 @@
+"""How every cost grows: encode per backend and batch size, ONNX parity, /search, alert matching.
+
+One run measures, on real astro-ph sentences (``sentences_for_embedding`` of the training
+abstracts) and the bundled model:
+
+1. **Encode**: sentences/s (wall) and CPU seconds per 1,000 sentences for each
+   ``ASTRO_BACKEND`` (torch fp32, onnx fp32, onnx-int8, openvino fp32) at each batch size. The configs are
+   interleaved over ``--rounds`` rounds; the best round is reported (the machine is shared,
+   so wall numbers are noisy: CPU seconds are the steadier figure).
+2. **Parity** of each ONNX backend with torch fp32 over ``--sentences`` sentences: row cosine
+   (min, 1st percentile, mean), and the top-10 overlap of sentence search for ``--queries``
+   paper titles (each backend's own query and corpus vectors against torch's).
+3. **/search** latency (p50/p95 of ``Reads.search``: encode the query with the chosen backend,
+   then the papers and sentences searches) in local-mode Qdrant (in memory) holding 1k/5k/10k
+   papers of ``--sentences-per-paper`` random unit vectors each.
+4. **Alert matching** per micro-batch (``AlertMatcher._percolate`` of ``--batch-papers``
+   papers' sentences into the interest collection, then ``score_subscription`` of every hit)
+   at 10/100/1k/10k subscriptions of 3 interest vectors each.
+
+Writes ``performance.json`` and ``performance.png`` under ``--out``.
+
+    nice -n 10 .venv/bin/python benchmarks/performance.py
+    astrostream bench performance --skip-search --skip-alerts
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.core.text import normalise, sentences_for_embedding  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "astro-ph" / "astro-ph-train.jsonl.gz"
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+
+
+def load_texts(path: Path, sentences: int, queries: int) -> tuple[list[str], list[str]]:
+    """``sentences`` model texts from the first abstracts, and the titles of the next papers."""
+    texts: list[str] = []
+    titles: list[str] = []
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if len(texts) < sentences:
+                texts += [m for _, m in sentences_for_embedding(record.get("abstract", ""))]
+            elif len(titles) < queries:
+                titles.append(normalise(record.get("title", "")))
+            else:
+                break
+    return texts[:sentences], titles
+
+
+def timed(fn: Any, *args: Any) -> tuple[Any, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn(*args)
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def bench_encode(encoders: dict[str, Any], texts: list[str], batches: list[int], rounds: int):
+    rows: dict[tuple[str, int], dict[str, float]] = {}
+    for _ in range(rounds):
+        for batch in batches:
+            for backend, encoder in encoders.items():
+                encoder.batch_size = batch
+                _, wall, cpu = timed(encoder.encode, texts)
+                best = rows.setdefault((backend, batch), {"wall_s": wall, "cpu_s": cpu})
+                best["wall_s"] = min(best["wall_s"], wall)
+                best["cpu_s"] = min(best["cpu_s"], cpu)
+    out = []
+    for (backend, batch), r in rows.items():
+        out.append(
+            {
+                "backend": backend,
+                "batch": batch,
+                "sentences_per_s": len(texts) / r["wall_s"],
+                "cpu_s_per_1000": 1000 * r["cpu_s"] / len(texts),
+            }
+        )
+    return out
+
+
+def bench_parity(encoders: dict[str, Any], texts: list[str], titles: list[str]):
+    vectors = {}
+    for backend, encoder in encoders.items():
+        encoder.batch_size = 32
+        vectors[backend] = (encoder.encode(texts), encoder.encode(titles))
+    ref_corpus, ref_queries = vectors["torch"]
+    ref_top = np.argsort(-(ref_queries @ ref_corpus.T), axis=1)[:, :10]
+    out = {}
+    for backend, (corpus, queries) in vectors.items():
+        if backend == "torch":
+            continue
+        cosine = (corpus * ref_corpus).sum(axis=1)
+        top = np.argsort(-(queries @ corpus.T), axis=1)[:, :10]
+        overlap = [len(set(a) & set(b)) / 10 for a, b in zip(top, ref_top, strict=True)]
+        out[backend] = {
+            "sentences": len(texts),
+            "cosine_min": float(cosine.min()),
+            "cosine_p1": pct(cosine.tolist(), 1),
+            "cosine_mean": float(cosine.mean()),
+            "queries": len(titles),
+            "top10_overlap_mean": float(np.mean(overlap)),
+            "top10_overlap_min": float(np.min(overlap)),
+        }
+    return out
+
+
+def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def fill_papers(store: Any, rng: np.random.Generator, start: int, stop: int, per: int) -> None:
+    for lo in range(start, stop, 500):
+        hi = min(lo + 500, stop)
+        ids = [f"{2500 + i // 100000:04d}.{i % 100000:05d}" for i in range(lo, hi)]
+        base = {"categories": ["astro-ph.GA"], "published": "2025-06-01T00:00:00Z", "version": 1}
+        store.upsert(
+            store.papers,
+            [str(uuid.uuid5(uuid.NAMESPACE_URL, a)) for a in ids],
+            unit(rng, len(ids), store.dim),
+            [{**base, "arxiv_id": a, "title": f"paper {a}"} for a in ids],
+        )
+        sentence_ids, payloads = [], []
+        for a in ids:
+            for k in range(per):
+                sentence_ids.append(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{a}#{k}")))
+                payloads.append({**base, "arxiv_id": a, "sentence_index": k, "text": f"s{k}"})
+        store.upsert(
+            store.sentences, sentence_ids, unit(rng, len(sentence_ids), store.dim), payloads
+        )
+
+
+def bench_search(encoder: Any, sizes: list[int], per: int, titles: list[str]):
+    from services.core.settings import Settings
+    from services.http.reads import Reads
+    from services.store.binding import Binding
+    from services.store.vectorstore import VectorStore
+
+    rng = np.random.default_rng(0)
+    store = VectorStore(Settings(qdrant_path=Path(":memory:")), encoder.dim, "bench")
+    store.ensure_collections()
+    reads = Reads(Binding(encoder, store))
+    encoder.batch_size = 32
+    out, have = [], 0
+    for size in sizes:
+        fill_papers(store, rng, have, size, per)
+        have = size
+        latencies, cpus = [], []
+        for title in titles:
+            wall, cpu = time.perf_counter(), time.process_time()
+            asyncio.run(reads.search({"q": title, "limit": "10"}))
+            latencies.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        out.append(
+            {
+                "papers": size,
+                "sentences": size * per,
+                "p50_ms": 1000 * pct(latencies, 50),
+                "p95_ms": 1000 * pct(latencies, 95),
+                "cpu_ms_mean": 1000 * statistics.fmean(cpus),
+            }
+        )
+    store.close()
+    return out
+
+
+def bench_alerts(dim: int, counts: list[int], papers: int, per: int, repeat: int):
+    from services.alerts.hook import AlertMatcher
+    from services.alerts.matcher import score_subscription
+    from services.core.settings import Settings
+    from services.store.vectorstore import VectorStore
+
+    rng = np.random.default_rng(1)
+    store = VectorStore(Settings(qdrant_path=Path(":memory:")), dim, "bench")
+    store.ensure_collections()
+    matcher = AlertMatcher(SimpleNamespace(store=store), None, None)  # type: ignore[arg-type]
+    batch = [SimpleNamespace(sentence_vectors=unit(rng, per, dim)) for _ in range(papers)]
+    out, have = [], 0
+    for count in counts:
+        for lo in range(have, count, 1000):
+            subs = range(lo, min(lo + 1000, count))
+            ids = [
+                str(uuid.uuid5(uuid.NAMESPACE_URL, f"sub{s}#{k}")) for s in subs for k in range(3)
+            ]
+            payloads = [
+                {"subscription_id": f"sub{s}", "interest": f"i{k}"} for s in subs for k in range(3)
+            ]
+            store.upsert(store.subscriptions, ids, unit(rng, len(ids), dim), payloads)
+        have = count
+        walls, cpus, pairs = [], [], 0
+        for _ in range(repeat):
+            wall, cpu = time.perf_counter(), time.process_time()
+            hits = asyncio.run(matcher._percolate(batch))  # type: ignore[arg-type]
+            pairs = 0
+            for per_paper in hits:
+                for entries in per_paper.values():
+                    score_subscription(entries, sentences=per, interest_points=3, lexical=0.0)
+                    pairs += 1
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        out.append(
+            {
+                "subscriptions": count,
+                "interest_vectors": 3 * count,
+                "papers": papers,
+                "queries": papers * per,
+                "scored_pairs": pairs,
+                "wall_ms": 1000 * min(walls),
+                "cpu_ms": 1000 * min(cpus),
+            }
+        )
+    store.close()
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [k for k in ("encode", "search", "alerts") if result.get(k)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, key in zip(axes[0], panels, strict=True):
+        if key == "encode":
+            for backend in BACKENDS:
+                rows = [r for r in result["encode"] if r["backend"] == backend]
+                if rows:
+                    ax.plot(
+                        [r["batch"] for r in rows],
+                        [r["sentences_per_s"] for r in rows],
+                        "o-",
+                        label=backend,
+                    )
+            ax.set(xlabel="batch size", ylabel="sentences/s (best round)", title="encode, CPU")
+            ax.legend()
+        elif key == "search":
+            rows = result["search"]
+            ax.plot([r["papers"] for r in rows], [r["p50_ms"] for r in rows], "o-", label="p50")
+            ax.plot([r["papers"] for r in rows], [r["p95_ms"] for r in rows], "o-", label="p95")
+            ax.set(
+                xlabel="papers indexed", ylabel="ms", title=f"/search ({result['search_backend']})"
+            )
+            ax.legend()
+        else:
+            rows = result["alerts"]
+            ax.plot([r["subscriptions"] for r in rows], [r["wall_ms"] for r in rows], "o-")
+            ax.set(
+                xscale="log",
+                xlabel="subscriptions",
+                ylabel="ms per micro-batch",
+                title="alert matching",
+            )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = []
+    if result.get("encode"):
+        lines += [
+            "| backend | batch | sentences/s | CPU s / 1,000 sentences |",
+            "|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['backend']} | {r['batch']} | {r['sentences_per_s']:.0f} | {r['cpu_s_per_1000']:.1f} |"
+            for r in sorted(
+                result["encode"], key=lambda r: (BACKENDS.index(r["backend"]), r["batch"])
+            )
+        ]
+    if result.get("parity"):
+        lines += [
+            "",
+            "| backend vs torch fp32 | cosine min | cosine p1 | cosine mean | top-10 overlap mean (min) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {b} | {p['cosine_min']:.4f} | {p['cosine_p1']:.4f} | {p['cosine_mean']:.4f} | "
+            f"{p['top10_overlap_mean']:.3f} ({p['top10_overlap_min']:.1f}) |"
+            for b, p in result["parity"].items()
+        ]
+    if result.get("search"):
+        lines += [
+            "",
+            f"| papers ({result['search_backend']}) | sentences | /search p50 ms | p95 ms | CPU ms |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['papers']:,} | {r['sentences']:,} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['cpu_ms_mean']:.1f} |"
+            for r in result["search"]
+        ]
+    if result.get("alerts"):
+        lines += [
+            "",
+            "| subscriptions | queries per micro-batch | pairs scored | match ms | CPU ms |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['subscriptions']:,} | {r['queries']} | {r['scored_pairs']:,} | {r['wall_ms']:.0f} | {r['cpu_ms']:.0f} |"
+            for r in result["alerts"]
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--model", default=os.environ.get("ASTRO_MODEL", "bundled"))
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--batches", default="16,32,64")
+    parser.add_argument("--sentences", type=int, default=2000, help="parity sample")
+    parser.add_argument("--speed-sentences", type=int, default=640, help="per encode timing")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--queries", type=int, default=200, help="titles: top-10 overlap, /search")
+    parser.add_argument("--search-sizes", default="1000,5000,10000")
+    parser.add_argument("--search-backend", default="onnx-int8")
+    parser.add_argument("--sentences-per-paper", type=int, default=8)
+    parser.add_argument("--subscriptions", default="10,100,1000,10000")
+    parser.add_argument("--batch-papers", type=int, default=32)
+    parser.add_argument("--skip-parity", action="store_true")
+    parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--skip-alerts", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "performance")
+    args = parser.parse_args()
+
+    from services.models.encoder import Encoder
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    texts, titles = load_texts(args.data, args.sentences, args.queries)
+    backends = [b for b in args.backends.split(",") if b]
+    cache = Path(tempfile.mkdtemp(prefix="astro-onnx-"))
+    encoders = {}
+    for backend in backends:
+        started = time.perf_counter()
+        encoders[backend] = Encoder(args.model, "cpu", 32, 256, backend=backend, cache_dir=cache)
+        print(
+            f"{backend}: loaded (export included) in {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
+    import torch
+
+    result: dict[str, Any] = {
+        "model": args.model,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_start": os.getloadavg(),
+        "search_backend": args.search_backend,
+    }
+    speed = texts[: args.speed_sentences]
+    result["encode"] = bench_encode(
+        encoders, speed, [int(b) for b in args.batches.split(",")], args.rounds
+    )
+    print(table({"encode": result["encode"]}), flush=True)
+    if not args.skip_parity and "torch" in encoders:
+        result["parity"] = bench_parity(encoders, texts, titles)
+        print(table({"parity": result["parity"]}), flush=True)
+    if not args.skip_search:
+        encoder = encoders.get(args.search_backend) or next(iter(encoders.values()))
+        result["search_backend"] = encoder.backend
+        sizes = [int(s) for s in args.search_sizes.split(",")]
+        result["search"] = bench_search(encoder, sizes, args.sentences_per_paper, titles)
+        print(table({"search": result["search"], "search_backend": encoder.backend}), flush=True)
+    if not args.skip_alerts:
+        dim = next(iter(encoders.values())).dim
+        counts = [int(s) for s in args.subscriptions.split(",")]
+        result["alerts"] = bench_alerts(dim, counts, args.batch_papers, args.sentences_per_paper, 2)
+        print(table({"alerts": result["alerts"]}), flush=True)
+    result["load_avg_end"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "performance.json").write_text(json.dumps(result, indent=2))
+    plot(result, args.out / "performance.png")
+    print(f"\n{table(result)}\n\nwrote {args.out}/performance.json and performance.png")
+    for encoder in encoders.values():
+        encoder.close()
+
+
+if __name__ == "__main__":
+    main()

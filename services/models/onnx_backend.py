@@ -1,0 +1,250 @@
+"""The CPU path: a sentence-transformers model exported to ONNX (fp32 or int8), run by onnxruntime.
+
+sentence-transformers' own ``backend="onnx"`` needs ``optimum-onnx``, whose transformers pin
+conflicts with ours, so the export is done here: ``torch.onnx.export`` of the transformer
+(token embeddings out), onnxruntime's BERT fusions, then dynamic int8 quantisation with
+per-channel weight scales (per-tensor scales cost ~0.1 of cosine on MiniLM; per-channel
+keeps it above 0.98). ``openvino`` runs the fp32 ONNX file with OpenVINO's CPU plugin
+instead (the same vectors as torch, at 1.05-1.3x less CPU). Tokenisation is the model's own
+tokenizer; pooling (read from the model's ``Pooling`` module) and normalisation are done
+in numpy.
+
+The exported files are cached under ``<cache_dir>/<model slug>-<hash>/`` where the hash
+covers the model's weights and config and the exporter's versions: a worker exports once
+(~5 s for MiniLM), later starts load the file. Files are written under a temporary name and
+renamed, so two workers starting together never read a half-written model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from services.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+ONNX_BACKENDS = ("onnx", "onnx-int8", "openvino")
+POOLING = ("mean", "cls", "max")
+OPSET = 17
+
+
+def model_parts(model: SentenceTransformer) -> tuple[Any, Any, str]:
+    """(transformer, tokenizer, pooling mode) of a Transformer → Pooling [→ Normalize] model."""
+    kinds = [type(module).__name__ for module in model]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+        raise ConfigError(
+            f"ASTRO_BACKEND=onnx supports Transformer → Pooling [→ Normalize] models; this one is "
+            f"{' → '.join(kinds)}: use ASTRO_BACKEND=torch"
+        )
+    pooling: Any = model[1]
+    mode = pooling.get_config_dict().get("pooling_mode")
+    if mode not in POOLING:
+        raise ConfigError(
+            f"ASTRO_BACKEND=onnx: pooling {mode!r} is not supported ({', '.join(POOLING)}); "
+            "use ASTRO_BACKEND=torch"
+        )
+    return model[0].auto_model, model[0].tokenizer, str(mode)
+
+
+def cache_key(name: str, transformer: Any) -> str:
+    """``<slug>-<16 hex>``: the model's name, and a hash of its weights, config and exporters."""
+    import onnxruntime
+    import torch
+
+    digest = hashlib.sha256()
+    digest.update(f"{torch.__version__}|{onnxruntime.__version__}|{OPSET}".encode())
+    digest.update(json.dumps(transformer.config.to_dict(), sort_keys=True, default=str).encode())
+    for key, tensor in sorted(transformer.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    slug = re.sub(r"[^a-z0-9_.-]+", "-", Path(name.rstrip("/")).name.lower()).strip("-.")
+    return f"{slug[:60] or 'model'}-{digest.hexdigest()[:16]}"
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)  # atomic: a concurrent reader sees the old file or the whole new one
+
+
+def export(transformer: Any, input_names: list[str], path: Path) -> None:
+    """``torch.onnx.export`` of the transformer's last hidden state, dynamic batch and length."""
+    import torch
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(input_names, inputs, strict=True))).last_hidden_state
+
+    dummy = tuple(torch.ones((2, 8), dtype=torch.long) for _ in input_names)
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*input_names, "token_embeddings"]}
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    was_training = transformer.training
+    transformer.eval()
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                TokenEmbeddings(transformer),
+                dummy,
+                str(tmp),
+                input_names=input_names,
+                output_names=["token_embeddings"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                dynamo=False,  # the TorchScript exporter: no onnxscript, and BERT traces cleanly
+            )
+        try:  # SkipLayerNormalization / BiasGelu fusions; a model they do not fit stays as is
+            from onnxruntime.transformers.optimizer import optimize_model
+
+            optimize_model(str(tmp), model_type="bert", opt_level=1).save_model_to_file(str(tmp))
+        except Exception as exc:  # the unfused graph is correct, only slower
+            log.warning("onnxruntime fusions skipped (%s: %s)", type(exc).__name__, exc)
+        _replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        transformer.train(was_training)
+
+
+def quantize(fp32: Path, path: Path) -> None:
+    """Dynamic int8 quantisation (weights per output channel, activations per batch)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        quantize_dynamic(
+            str(fp32),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops' outputs
+        )
+        _replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def _onnxruntime(path: Path, threads: int) -> tuple[Runner, list[str], int]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle threads sleep instead of spinning: the CPU is shared with the event loop and Qdrant.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(session.run(None, feeds)[0])
+
+    dim = int(session.get_outputs()[0].shape[-1])
+    return run, [i.name for i in session.get_inputs()], dim
+
+
+def _openvino(path: Path, threads: int) -> tuple[Runner, list[str], int]:
+    """OpenVINO reads the same fp32 ONNX file (fp32 kept: no bf16 even where AMX offers it)."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise ConfigError(
+            "ASTRO_BACKEND=openvino needs the openvino package (pip install openvino)"
+        ) from exc
+    core = openvino.Core()
+    compiled = core.compile_model(
+        core.read_model(str(path)),
+        "CPU",
+        {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads},
+    )
+    request = compiled.create_infer_request()
+    output = compiled.outputs[0]
+
+    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(request.infer(feeds)[output])
+
+    dim = int(output.get_partial_shape()[-1].get_length())
+    return run, [i.get_any_name() for i in compiled.inputs], dim
+
+
+def prepare(model: SentenceTransformer, name: str, backend: str, cache_dir: Path) -> Path:
+    """The ONNX file of ``backend`` for ``model``: from the cache, or exported now."""
+    transformer, tokenizer, _ = model_parts(model)
+    folder = cache_dir / cache_key(name, transformer)
+    fp32 = folder / "model.onnx"
+    target = folder / "model-int8.onnx" if backend == "onnx-int8" else fp32
+    if target.exists():
+        log.info("ONNX model from cache %s", target)
+        return target
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"ASTRO_BACKEND={backend}: cannot create {folder} ({exc})") from exc
+    if not fp32.exists():
+        log.info("exporting %s to ONNX at %s (once per model)", name, fp32)
+        export(transformer, list(tokenizer.model_input_names), fp32)
+    if target != fp32:
+        log.info("quantising %s to int8 at %s (once per model)", fp32, target)
+        quantize(fp32, target)
+    return target
+
+
+class OnnxSentenceModel:
+    """Tokenise → onnxruntime or OpenVINO → pool → normalise: a SentenceTransformer's ``encode``.
+
+    Sentences are sorted by length before batching (as sentence-transformers does), so a
+    batch pads to its own longest sentence, not the input's.
+    """
+
+    def __init__(
+        self, model: SentenceTransformer, path: Path, max_seq_length: int, runtime: str
+    ) -> None:
+        _, self.tokenizer, self.pooling = model_parts(model)
+        self.max_seq_length = max_seq_length
+        threads = min(os.cpu_count() or 1, 8)
+        if runtime == "openvino":
+            self._run, self.inputs, self.dim = _openvino(path, threads)
+        else:
+            self._run, self.inputs, self.dim = _onnxruntime(path, threads)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            out[rows] = self.encode_batch([texts[i] for i in rows])
+        return out
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        batch = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_tensors="np",
+        )
+        feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in self.inputs}
+        tokens = np.asarray(self._run(feeds), dtype=np.float32)
+        mask = feeds["attention_mask"][..., None].astype(np.float32)
+        if self.pooling == "mean":
+            pooled = (tokens * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        elif self.pooling == "cls":
+            pooled = tokens[:, 0]
+        else:
+            pooled = np.where(mask > 0, tokens, -1e9).max(axis=1)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
