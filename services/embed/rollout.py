@@ -17,7 +17,14 @@ from services.core.schemas import ModelUpdate
 from services.core.settings import Settings
 from services.core.text import normalise
 from services.embed.points import PaperSource, build_points, texts_of
-from services.models.encoder import Encoder, derive_model_version
+from services.models.encoder import (
+    Encoder,
+    backend_version,
+    derive_model_version,
+    load_encoder,
+    pick_backend,
+    pick_device,
+)
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
 
@@ -35,13 +42,14 @@ def registry_name(store: VectorStore) -> str:
     return f"{store.settings.collection_prefix}_models"
 
 
-def collection_tag(update: ModelUpdate) -> str:
+def collection_tag(update: ModelUpdate, backend: str = "torch") -> str:
     """The version tag of the update's collections: what a worker started with
-    ``ASTRO_MODEL=<update.path>`` derives (the trainer's ``<name>-<version>`` directory)."""
-    return derive_model_version(update.path)
+    ``ASTRO_MODEL=<update.path>`` and the same ``ASTRO_BACKEND`` derives (the trainer's
+    ``<name>-<version>`` directory, plus the backend's suffix)."""
+    return backend_version(derive_model_version(update.path), backend)
 
 
-def register_model(store: VectorStore, update: ModelUpdate) -> None:
+def register_model(store: VectorStore, update: ModelUpdate, tag: str) -> None:
     """Remember where a version's model lives, so every worker can load it (payload only)."""
     name = registry_name(store)
     if not store.client.collection_exists(name):
@@ -50,7 +58,7 @@ def register_model(store: VectorStore, update: ModelUpdate) -> None:
         name,
         points=[
             qm.PointStruct(
-                id=str(uuid.uuid5(NAMESPACE, f"model:{collection_tag(update)}")),
+                id=str(uuid.uuid5(NAMESPACE, f"model:{tag}")),
                 vector={},
                 payload={**update.model_dump(mode="json"), "rolled_out_at": time.time()},
             )
@@ -94,12 +102,14 @@ class Rollout:
         self.serving = serving
         self.indexing = indexing
         self.lock = asyncio.Lock()
+        # New models run on the same backend as the live one, so their tags agree.
+        self.backend = pick_backend(settings.backend, pick_device(settings.device))
 
     async def run(self, update: ModelUpdate) -> bool:
         """Roll out ``update``; False when it is already the current version."""
         async with self.lock:
             old = self.serving.store
-            tag = collection_tag(update)
+            tag = collection_tag(update, self.backend)
             if tag == old.model_version:
                 log.info("model %s is already live", tag)
                 return False
@@ -107,16 +117,10 @@ class Rollout:
             started = time.perf_counter()
             try:
                 settings = self.settings
-                encoder = await asyncio.to_thread(
-                    Encoder,
-                    update.path,
-                    settings.device,
-                    settings.batch_size,
-                    settings.max_seq_length,
-                )
+                encoder = await asyncio.to_thread(load_encoder, settings, update.path)
                 new = old.sibling(tag, encoder.dim)
                 await new.run(new.ensure_collections, set_alias=False)
-                await new.run(register_model, new, update)
+                await new.run(register_model, new, update, tag)
                 total = await old.run(old.count, old.papers)
                 ROLLOUT_TOTAL.set(total)
                 ROLLOUT_PAPERS.set(0)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from services.core.errors import ConfigError
+from services.core.settings import Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -203,3 +204,15 @@ class Encoder:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def load_encoder(settings: Settings, model: str | None = None) -> Encoder:
+    """The encoder ``settings`` ask for (device, batch size, backend), of ``model`` or theirs."""
+    return Encoder(
+        model or settings.model,
+        settings.device,
+        settings.batch_size,
+        settings.max_seq_length,
+        backend=settings.backend,
+        cache_dir=settings.data_dir / "onnx",
+    )

@@ -27,7 +27,7 @@ from services.http.reads import Reads
 from services.http.subscriptions import register_subscriptions
 from services.http.views import register_probes, register_reads, web_application_options
 from services.kafka.broker import port_open
-from services.models.encoder import Encoder, backend_version, derive_model_version
+from services.models.encoder import Encoder, backend_version, derive_model_version, load_encoder
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
 from services.worker.lag import install_lag
@@ -57,14 +57,7 @@ class Runtime:
     @classmethod
     def load(cls, settings: Settings) -> Runtime:
         """Load the model and open Qdrant (blocking: done before the worker starts)."""
-        encoder = Encoder(
-            settings.model,
-            settings.device,
-            settings.batch_size,
-            settings.max_seq_length,
-            backend=settings.backend,
-            cache_dir=settings.data_dir / "onnx",
-        )
+        encoder = load_encoder(settings)
         version = backend_version(
             settings.model_version or derive_model_version(settings.model), encoder.backend
         )
