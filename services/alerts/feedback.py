@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from qdrant_client import models as qm
 
-from services.core.errors import InvalidRequest
+from services.core.errors import InvalidRequest, describe_validation_error
 from services.core.ids import NAMESPACE
 from services.core.schemas import split_arxiv_id, utcnow
 from services.store.binding import Binding
@@ -58,11 +58,7 @@ def parse_feedback(body: Any) -> FeedbackRequest:
     try:
         return FeedbackRequest.model_validate(body)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: "
-            + str(err["msg"]).removeprefix("Value error, ")
-            for err in exc.errors()
-        ]
+        problems = describe_validation_error(exc, root="body")
         raise InvalidRequest(
             "; ".join(problems) + ' (expected {"arxiv_id": ..., "label": '
             '"relevant" or "not_relevant"})'
