@@ -213,6 +213,7 @@ class SubscriptionMeta(BaseModel):
     points: int = 0
     model_version: str | None = None
     webhook: Webhook | None = None
+    owner: str | None = None  # owners.owner_id of the owner's secret; never shown
 
     def payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -286,8 +287,13 @@ class SubscriptionStore:
                         client.create_payload_index(name, field, qm.PayloadSchemaType.FLOAT)
 
     # subscriptions ---------------------------------------------------------
-    async def create(self, request: SubscriptionRequest, allow_private: bool) -> dict[str, Any]:
+    async def create(
+        self, request: SubscriptionRequest, allow_private: bool, owner: str | None = None
+    ) -> dict[str, Any]:
         """Resolve seeds, encode queries, write interest vectors then metadata.
+
+        ``owner`` is the :func:`services.alerts.owners.owner_id` of the owner's secret (None:
+        only the operator token reaches the subscription).
 
         Raises:
             UnknownPaper: naming the arXiv ids that are not indexed.
@@ -355,6 +361,7 @@ class SubscriptionStore:
             webhook=Webhook(url=request.webhook, secret=secret)
             if request.webhook and secret
             else None,
+            owner=owner,
         )
         await store.run(store.upsert, store.subscriptions, ids, vectors, payloads)
         # Metadata last: a subscription whose metadata is missing is never matched.
@@ -396,14 +403,24 @@ class SubscriptionStore:
         metas = (SubscriptionMeta.model_validate(r.payload) for r in records if r.payload)
         return {m.id: m for m in metas}
 
-    async def get(self, raw_id: str) -> dict[str, Any]:
+    async def get_meta(self, raw_id: str) -> SubscriptionMeta:
+        """The full metadata of one subscription (owner and webhook secret included).
+
+        Raises:
+            NotFound: for a malformed or unknown id.
+        """
         sub_id = check_subscription_id(raw_id)
         found = await self.store.run(self.meta_sync, [sub_id])
         if sub_id not in found:
             raise NotFound(f"subscription {raw_id} does not exist")
-        return found[sub_id].public()
+        return found[sub_id]
 
-    async def list_all(self) -> list[dict[str, Any]]:
+    async def get(self, raw_id: str) -> dict[str, Any]:
+        return (await self.get_meta(raw_id)).public()
+
+    async def list_all(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every subscription, or only those of ``owner`` (an ``owner_id``), oldest first."""
+
         def scan() -> list[Any]:
             records, _ = self.store.client.scroll(
                 self.meta, limit=MAX_SUBSCRIPTIONS_LISTED, with_payload=True
@@ -411,7 +428,8 @@ class SubscriptionStore:
             return records
 
         records = await self.store.run(scan)
-        views = [SubscriptionMeta.model_validate(r.payload).public() for r in records if r.payload]
+        metas = [SubscriptionMeta.model_validate(r.payload) for r in records if r.payload]
+        views = [m.public() for m in metas if owner is None or m.owner == owner]
         return sorted(views, key=lambda v: (v["created_at"], v["id"]))
 
     async def delete(self, raw_id: str) -> dict[str, Any]:

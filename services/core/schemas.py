@@ -189,6 +189,9 @@ class Alert(BaseModel):
     version: int = 1
     title: str
     score: float
+    # Calibrated relevance in [0, 1] that a person can read (see docs/alerts.md); None in
+    # alerts stored before it existed.
+    relevance: float | None = None
     matches: list[Match] = Field(default_factory=list)
     model_version: str
     created_at: dt.datetime = Field(default_factory=utcnow)

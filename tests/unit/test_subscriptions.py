@@ -296,6 +296,7 @@ STORED_META = {
     "points": 3,
     "model_version": "test",
     "webhook": {"url": "https://example.org/hook", "secret": "s" * 64},
+    "owner": "0" * 64,
 }
 
 
@@ -313,3 +314,36 @@ def test_stored_metadata_reads_back_and_writes_the_same_json(subs: SubscriptionS
     shown = asyncio.run(subs.get(sub_id))
     assert shown["webhook"] == "https://example.org/hook" and "webhook_secret" not in shown
     assert shown["interest_vectors"] == 3 and "interests" not in shown
+    assert "owner" not in shown and meta.owner == "0" * 64
+
+
+def test_owner_secrets_hash_and_compare() -> None:
+    from services.alerts import owners
+
+    secret = owners.mint_secret()
+    other = owners.mint_secret()
+    assert secret.startswith(owners.SECRET_PREFIX) and secret != other
+    stored = owners.owner_id(secret)
+    assert len(stored) == 64 and secret not in stored
+    assert owners.is_owner(stored, secret)
+    assert not owners.is_owner(stored, other)
+    assert not owners.is_owner(None, secret) and not owners.is_owner(stored, None)
+
+
+def test_list_all_filters_by_owner(subs: SubscriptionStore) -> None:
+    from services.alerts import owners
+
+    alice, bob = owners.owner_id("a" * 32), owners.owner_id("b" * 32)
+
+    async def go() -> tuple[list[str], list[str], list[str]]:
+        a = await subs.create(parse_request({"queries": ["galactic bars"]}), False, owner=alice)
+        b = await subs.create(parse_request({"queries": ["dark matter halos"]}), False, owner=bob)
+        mine = [s["id"] for s in await subs.list_all(owner=alice)]
+        theirs = [s["id"] for s in await subs.list_all(owner=bob)]
+        everyone = [s["id"] for s in await subs.list_all()]
+        assert (await subs.get_meta(a["id"])).owner == alice
+        return mine, theirs, [x for x in everyone if x in (a["id"], b["id"])]
+
+    mine, theirs, everyone = asyncio.run(go())
+    assert len(mine) == 1 and len(theirs) == 1 and mine != theirs
+    assert sorted(everyone) == sorted(mine + theirs)
