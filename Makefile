@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/astrostream up
 
-# docker-compose validates compose.yaml and promtool the Prometheus config (no engine needed).
+# docker-compose validates compose.yaml and promtool the Prometheus config (no engine needed);
+# chromium + chromium-driver drive the web app's browser test (no browser download).
 system-deps:
-	@command -v docker-compose >/dev/null && command -v promtool >/dev/null || { \
+	@command -v docker-compose >/dev/null && command -v promtool >/dev/null \
+	  && command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	    --no-install-recommends docker-compose prometheus >/dev/null; }
+	    --no-install-recommends docker-compose prometheus chromium chromium-driver >/dev/null; }
 
 # The import contract (pyproject's [tool.importlinter]) makes a new dependency cycle fail CI.
 lint: $(STAMP)
