@@ -111,3 +111,13 @@ def test_score_subscription_combines_dense_and_lexical() -> None:
     assert scored.dense == pytest.approx(0.8)
     assert scored.score == pytest.approx(0.5)
     assert scored.evidence[0].score == 0.8
+
+
+def test_strength_words_cover_the_relevance_scale() -> None:
+    from services.alerts.calibration import strength
+
+    assert strength(None) == "unrated"
+    assert strength(0.995) == "very strong"
+    assert strength(0.96) == "strong"
+    assert strength(0.85) == "medium"
+    assert strength(0.2) == "weak" and strength(0.0) == "weak"
