@@ -29,7 +29,7 @@ log = logging.getLogger("astrostream")
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="astrostream")
 def cli() -> None:
-    """Embed the astro-ph literature as it streams by, search it and get alerts.
+    """Embed new astro-ph papers, search them and get alerts.
 
     Every command has --help with an example. Commands other than up and worker talk to a
     running stack through its broker and its HTTP API (ASTRO_API_URL).
@@ -266,7 +266,8 @@ def stats_table(answer: dict[str, Any]) -> str:
         name = collections.get(role)
         if name:
             alias = next((a for a, target in aliases.items() if target == name), None)
-            rows.append((f"{role} collection", f"{alias} → {name}" if alias else name))
+            label = "" if any(r[0] == "collections" for r in rows) else "collections"
+            rows.append((label, f"{alias} → {name}" if alias else name))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
