@@ -132,10 +132,14 @@ def train(
     publish: bool | None,
     threads: int | None,
 ) -> None:
-    """Fine-tune a sentence model on astro-ph pairs, evaluate it on later papers, version it,
-    and promote it if it beats the current model.
+    """Fine-tune, evaluate, version and promote a sentence model.
 
-    Prints the new model directory as the last line of standard output.
+    It mines training pairs from astro-ph papers, evaluates the base and the fine-tuned model
+    on later-dated papers, writes a version directory and promotes it only if it beats the
+    current model. It prints the new model directory as the last line of standard output.
+
+    \b
+    Example: astrostream train --papers papers.jsonl.gz --max-steps 60 --out /tmp/models
     """
     if (papers is None) == (pairs is None):
         raise click.UsageError("give exactly one of --papers or --pairs")

@@ -13,9 +13,12 @@ from pathlib import Path
 import click
 
 DRIVERS = {
-    "pipeline": "Bare model encode vs publish → embed worker → Qdrant over the same sentences.",
-    "alerts": "Alert quality on real authorship vs TF-IDF and whole-abstract baselines.",
-    "performance": "Encode speed per backend (torch/ONNX/int8) and parity, /search and alert costs.",
+    "pipeline": "Time bare model encoding against the whole pipeline. It publishes papers "
+    "through an embed worker into Qdrant and encodes the same sentences with the bare model.",
+    "alerts": "Measure alert quality on real authorship against baselines. The baselines are "
+    "TF-IDF and whole-abstract embeddings.",
+    "performance": "Measure encode speed per backend, search and alert costs. The backends "
+    "are torch, ONNX and ONNX int8, with the parity of their vectors.",
 }
 
 
@@ -33,13 +36,20 @@ def driver(name: str) -> Path:
 
 @click.group()
 def bench() -> None:
-    """Measure throughput and quality (prints numbers; not a test)."""
+    """Measure throughput and quality; the drivers print numbers.
+
+    The drivers live in benchmarks/ of a source checkout: run them from its root.
+
+    \b
+    Example: astrostream bench pipeline -n 200
+    """
 
 
 def _add(name: str, summary: str) -> None:
     @bench.command(
         name,
-        help=f"{summary} Extra arguments go to benchmarks/{name}.py (see its --help).",
+        help=f"{summary} Extra arguments go to benchmarks/{name}.py; its --help lists them."
+        f"\n\n\b\nExample: astrostream bench {name} --help",
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
         add_help_option=False,
     )

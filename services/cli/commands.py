@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,7 +29,17 @@ log = logging.getLogger("astrostream")
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="astrostream")
 def cli() -> None:
-    """astrostream: embed the astro-ph literature as it streams by, search it, get alerts."""
+    """Embed new astro-ph papers, search them and get alerts.
+
+    Every command has --help with an example. Commands other than up and worker talk to a
+    running stack through its broker and its HTTP API (ASTRO_API_URL).
+
+    \b
+    Example, the quick start (up in one terminal, the rest in another):
+      astrostream up
+      astrostream publish tests/data/papers-sample.jsonl
+      astrostream search "dust in early-type galaxies"
+    """
 
 
 def wait_for_kafka(settings: Settings) -> None:
@@ -51,36 +64,73 @@ def wait_for_kafka(settings: Settings) -> None:
         loop.close()
 
 
-def run_worker(settings: Settings) -> None:
-    """Load the model, open Qdrant and run a Faust worker until SIGINT/SIGTERM."""
+def run_worker(
+    settings: Settings, console: bool = False, on_force: Any = None, started: float | None = None
+) -> str | None:
+    """Load the model, open Qdrant and run a Faust worker until SIGINT/SIGTERM.
+
+    With ``console`` (``astrostream up`` without ``ASTRO_LOG_LEVEL``), the worker prints a
+    ready line and progress lines instead of its logs, and this returns the one line that
+    says why and when it stopped.
+    """
     import faust
 
     from services.store.vectorstore import wait_for_qdrant
     from services.worker.app import create_app
 
-    setup_logging(settings.log_level)
+    if console:
+        from services.cli.console import setup_console_logging
+
+        setup_console_logging()
+    else:
+        setup_logging(settings.log_level)
     wait_for_kafka(settings)
     try:
         wait_for_qdrant(settings)  # before the model is loaded for nothing
-        app, _ = create_app(settings)
+        app, runtime = create_app(settings)
     except AstrostreamError as exc:
         raise click.ClickException(str(exc)) from None
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    if console:
+        from services.cli.console import Console, ConsoleWorker
+
+        view = Console(settings, runtime, started=started or time.monotonic())
+        view.install(app)
+        worker: faust.Worker = ConsoleWorker(app, on_force=on_force or (lambda: None))
+    else:
+        worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
+    if console:
+        assert isinstance(worker, ConsoleWorker)
+        return view.stopped_line(worker.stop_reason or "the worker ended")
+    return None
 
 
 @cli.command()
 @click.option("--roles", help=f"Comma-separated roles ({','.join(ROLES)}); default all.")
 def up(roles: str | None) -> None:
-    """Run the embedded stack: local broker (unless ASTRO_KAFKA_URL), local Qdrant, worker, API."""
+    """Run broker, Qdrant, worker, API and web app in one process.
+
+    It starts a local broker (unless ASTRO_KAFKA_URL is set), opens Qdrant in local mode
+    under ASTRO_DATA_DIR (unless ASTRO_QDRANT_URL is set), loads the model and runs a worker
+    with every role. It prints a progress line every 10 seconds while papers are indexed;
+    set ASTRO_LOG_LEVEL=info (or debug) to see every log line instead. Ctrl-C stops it.
+
+    \b
+    Example: astrostream up --roles embed,alerts,api
+    """
+    from services.cli.console import console_mode, start_lines
     from services.cli.embedded import EmbeddedStack, start_embedded_broker
     from services.kafka.broker import BrokerError
 
+    started = time.monotonic()
     settings = settings_or_exit(**({"roles": roles} if roles else {}))
+    console = console_mode(settings)
+    for line in start_lines(settings):
+        click.echo(line)
     stack: EmbeddedStack | None = None
     if settings.embedded_broker:
         try:
@@ -90,19 +140,36 @@ def up(roles: str | None) -> None:
         except BrokerError as exc:
             raise click.ClickException(str(exc)) from None
         storage = "PostgreSQL, durable" if stack.durable else "memory"
-        click.echo(f"embedded broker (Tansu, {storage}) on {stack.broker.bootstrap}", err=True)
-    click.echo(f"API on {settings.http_base} (try /ready, /stats, /search?q=...)", err=True)
+        click.echo(f"  embedded broker (Tansu, {storage}) on {stack.broker.bootstrap}")
+    stopped: str | None = None
     try:
-        run_worker(settings)
+        stopped = run_worker(
+            settings, console, on_force=stack.stop if stack else None, started=started
+        )
     finally:
         if stack is not None:
             stack.stop()
+    if stopped:
+        click.echo(stopped)
+        # The model may be mid-way through a batch on its own thread, which the interpreter
+        # would join at exit (a minute on a busy CPU). Everything that matters is stopped and
+        # committed; that batch's offsets are not, so it is indexed again on the next start.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @cli.command()
 @click.option("--roles", help=f"Comma-separated roles ({','.join(ROLES)}); default ASTRO_ROLES.")
 def worker(roles: str | None) -> None:
-    """Run one worker process against ASTRO_KAFKA_URL (scale out by starting more)."""
+    """Run one worker against ASTRO_KAFKA_URL; start more to scale.
+
+    This is how deployments run the service: it logs every line (ASTRO_LOG_LEVEL) instead of
+    printing progress, and workers of one ASTRO_APP_ID share the partitions.
+
+    \b
+    Example: ASTRO_KAFKA_URL=kafka://broker:9092 astrostream worker --roles embed,alerts
+    """
     run_worker(settings_or_exit(**({"roles": roles} if roles else {})))
 
 
@@ -110,7 +177,14 @@ def worker(roles: str | None) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--limit", type=click.IntRange(min=1), help="Publish at most this many papers.")
 def publish(files: tuple[Path, ...], limit: int | None) -> None:
-    """Validate papers from JSONL(.gz) FILES, then produce them to the papers topic."""
+    """Check papers from JSONL files, then publish them to Kafka.
+
+    Every line of every FILE (JSONL, optionally gzipped) is validated first, so a bad file
+    publishes nothing; the papers then go to the papers topic, keyed by arXiv id.
+
+    \b
+    Example: astrostream publish tests/data/papers-sample.jsonl
+    """
     from services.core.papers import read_papers_jsonl
     from services.core.schemas import Paper
     from services.kafka.publisher import Publisher
@@ -144,12 +218,20 @@ def publish(files: tuple[Path, ...], limit: int | None) -> None:
 
 @cli.command()
 @click.argument("text")
-@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option(
+    "--limit", default=10, show_default=True, type=click.IntRange(1, 100), help="At most this many."
+)
 @click.option("--category", help="Only papers in this arXiv category, e.g. astro-ph.GA.")
 @click.option("--since", help="Only papers announced on or after this ISO date.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
 def search(text: str, limit: int, category: str | None, since: str | None, as_json: bool) -> None:
-    """Search the indexed papers of a running stack for TEXT."""
+    """Search the papers of a running stack for TEXT.
+
+    Each hit shows its score, arXiv id, title and the sentence that matched best.
+
+    \b
+    Example: astrostream search "fast radio bursts" --category astro-ph.HE --limit 5
+    """
     settings = settings_or_exit()
     answer = api_request(
         settings,
@@ -168,10 +250,41 @@ def search(text: str, limit: int, category: str | None, since: str | None, as_js
         click.echo("no results")
 
 
+def stats_table(answer: dict[str, Any]) -> str:
+    """``/stats`` as lines a person reads: counts, model, collections."""
+    collections = answer.get("collections") or {}
+    aliases = collections.get("aliases") or {}
+    rows = [
+        ("papers", f"{answer.get('papers', 0):,}"),
+        ("sentences", f"{answer.get('sentences', 0):,}"),
+        ("subscriptions", f"{answer.get('subscriptions', 0):,}"),
+        ("model version", str(answer.get("model_version", "?"))),
+    ]
+    if answer.get("model_path"):
+        rows.append(("model path", str(answer["model_path"])))
+    for role in ("papers", "sentences", "subscriptions"):
+        name = collections.get(role)
+        if name:
+            alias = next((a for a, target in aliases.items() if target == name), None)
+            label = "" if any(r[0] == "collections" for r in rows) else "collections"
+            rows.append((label, f"{alias} → {name}" if alias else name))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
 @cli.command()
-def stats() -> None:
-    """Print the counts of a running stack (papers, sentences, subscriptions)."""
-    click.echo(json.dumps(api_request(settings_or_exit(), "GET", "/stats"), indent=2))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer (for scripts).")
+def stats(as_json: bool) -> None:
+    """Print what a running stack holds, as a table or JSON.
+
+    The counts of papers, sentences and subscriptions come from Qdrant through the API's
+    /stats; the model path is what a downstream tool loads to embed its own queries.
+
+    \b
+    Example: astrostream stats --json
+    """
+    answer = api_request(settings_or_exit(), "GET", "/stats")
+    click.echo(json.dumps(answer, indent=2) if as_json else stats_table(answer))
 
 
 for command in (ingest, subscribe, train, bench, deadletters):

@@ -140,7 +140,15 @@ async def republish(settings: Settings, entries: list[Entry]) -> int:
     "(after fixing what rejected them; a record that is still bad is dead-lettered again).",
 )
 def deadletters(limit: int | None, stage: str | None, as_json: bool, republish_: bool) -> None:
-    """List the records in the dead-letter topic: stage, error, origin, time; or re-publish them."""
+    """List rejected records and why, or publish them again.
+
+    Each line shows where the record sits in the dead-letter topic, when and at which stage
+    it was rejected, its origin (topic, partition, offset) and the reason. After fixing the
+    cause, --republish sends the original values to the papers topic again.
+
+    \b
+    Example: astrostream deadletters --stage decode --limit 20
+    """
     settings = settings_or_exit()
     setup_logging("warning")
     entries = select(asyncio.run(read_topic(settings, settings.topic_deadletter)), stage, limit)

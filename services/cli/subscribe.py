@@ -35,7 +35,14 @@ def _describe(sub: dict[str, Any]) -> str:
 
 @click.group()
 def subscribe() -> None:
-    """Related-work alerts: subscribe to queries and seed papers, list alerts."""
+    """Manage related-work alerts through a running API.
+
+    A subscription holds free-text queries and arXiv ids of seed papers (your own, say);
+    each new paper that resembles them becomes an alert with its evidence.
+
+    \b
+    Example: astrostream subscribe add --arxiv-id 2505.21107 --query "ram-pressure stripping"
+    """
 
 
 @subscribe.command("add")
@@ -61,7 +68,13 @@ def add(
     webhook: str | None,
     as_json: bool,
 ) -> None:
-    """Create a subscription from --query texts and/or --arxiv-id seed papers."""
+    """Create a subscription from queries and seed papers.
+
+    Give at least one --query or --arxiv-id; a seed paper must already be indexed.
+
+    \b
+    Example: astrostream subscribe add --name "my work" --arxiv-id 2505.21107 --threshold 0.08
+    """
     if not queries and not arxiv_ids:
         raise click.UsageError("give at least one --query or --arxiv-id")
     body: dict[str, Any] = {
@@ -81,7 +94,11 @@ def add(
 @subscribe.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
 def list_(as_json: bool) -> None:
-    """List the subscriptions."""
+    """List the subscriptions.
+
+    \b
+    Example: astrostream subscribe list --json
+    """
     found = _call("GET", "/subscriptions")
     _echo(
         found,
@@ -94,18 +111,36 @@ def list_(as_json: bool) -> None:
 @click.argument("subscription_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
 def show(subscription_id: str, as_json: bool) -> None:
-    """Show one subscription."""
+    """Show one subscription.
+
+    \b
+    Example: astrostream subscribe show 3f2c9a10-5a4e-5b8e-9d3e-2f1c0b7a6d54
+    """
     sub = _call("GET", f"/subscriptions/{subscription_id}")
     _echo(sub, as_json, _describe)
 
 
 @subscribe.command("alerts")
 @click.argument("subscription_id")
-@click.option("--sort", type=click.Choice(["time", "score"]), default="time", show_default=True)
-@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option(
+    "--sort",
+    type=click.Choice(["time", "score"]),
+    default="time",
+    show_default=True,
+    help="Newest first (time) or best first (score).",
+)
+@click.option(
+    "--limit", type=click.IntRange(1, 500), default=20, show_default=True, help="At most this many."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
 def alerts(subscription_id: str, sort: str, limit: int, as_json: bool) -> None:
-    """The alerts of a subscription, newest or best first, with their evidence."""
+    """Show a subscription's alerts with their evidence.
+
+    Each alert lists the paper, its score and which sentence matched which interest.
+
+    \b
+    Example: astrostream subscribe alerts 3f2c9a10-5a4e-5b8e-9d3e-2f1c0b7a6d54 --sort score
+    """
     found = _call(
         "GET",
         f"/subscriptions/{subscription_id}/alerts",
@@ -126,7 +161,11 @@ def alerts(subscription_id: str, sort: str, limit: int, as_json: bool) -> None:
 @subscribe.command("remove")
 @click.argument("subscription_id")
 def remove(subscription_id: str) -> None:
-    """Delete a subscription, its interest vectors and its alerts."""
+    """Delete a subscription with its interests and alerts.
+
+    \b
+    Example: astrostream subscribe remove 3f2c9a10-5a4e-5b8e-9d3e-2f1c0b7a6d54
+    """
     _call("DELETE", f"/subscriptions/{subscription_id}")
     click.echo(f"removed {subscription_id}")
 
@@ -141,9 +180,12 @@ def remove(subscription_id: str) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
 def feedback(subscription_id: str, arxiv_id: str | None, label: str | None, as_json: bool) -> None:
-    """Label an alerted paper (with ARXIV_ID and --label), or list the labels (without).
+    """Label an alerted paper, or list the labels given.
 
-    Example: astrostream subscribe feedback 3f2c… 2501.01234 --label not_relevant
+    With ARXIV_ID and --label it records your judgement; without them it lists the labels.
+
+    \b
+    Example: astrostream subscribe feedback 3f2c9a10-5a4e-5b8e-9d3e-2f1c0b7a6d54 2505.21107 --label not_relevant
     """
     path = f"/subscriptions/{subscription_id}/feedback"
     if arxiv_id is None:

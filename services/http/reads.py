@@ -13,6 +13,7 @@ from services.alerts.subscriptions import count_subscriptions
 from services.core.errors import InvalidRequest, NotFound
 from services.core.text import normalise
 from services.http.params import bare_id, filters, int_param
+from services.models.encoder import resolve_model
 from services.store.binding import Binding
 from services.store.vectorstore import Hit, category_since_filter
 
@@ -154,6 +155,9 @@ class Reads:
             "sentences": sentences,
             "subscriptions": subscriptions,
             "model_version": store.model_version,
+            # What a downstream tool loads to embed its queries: SentenceTransformer(model_path).
+            "model": self.binding.encoder.name,
+            "model_path": resolve_model(self.binding.encoder.name),
             "collections": {
                 "aliases": aliases,
                 "sentences": store.sentences,

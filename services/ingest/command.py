@@ -81,12 +81,15 @@ def ingest(
     force: bool,
     metrics_port: int,
 ) -> None:
-    """Publish new astro-ph papers (and new versions) from arXiv to the papers topic.
+    """Publish new astro-ph papers and versions from arXiv.
 
     Without options it runs until interrupted: a full poll now and after each arXiv
     announcement, a light check of the announcement feed every ASTRO_INGEST_POLL_INTERVAL_S.
     A state file under ASTRO_DATA_DIR remembers what was published and where each source
     stopped, so a restart continues there and never re-publishes an unchanged paper.
+
+    \b
+    Example: astrostream ingest --once --since 2026-03-01
     """
     if replay is not None and (once or since is not None):
         raise click.UsageError("--replay publishes a file: it takes no --once or --since")
