@@ -138,7 +138,18 @@ class Encoder:
             ) from exc
         if self.device == "cuda":
             self.model.half()  # fp16 halves memory and roughly doubles throughput on tensor cores
-        self.model.max_seq_length = min(max_seq_length, self.model.max_seq_length or max_seq_length)
+        if getattr(self.model[0], "auto_model", None) is None:
+            # A StaticEmbedding (``astrostream train --architecture static``): token vectors
+            # averaged, no length limit, nothing to export to ONNX.
+            if backend not in ("auto", "torch"):
+                raise ConfigError(
+                    f"ASTRO_BACKEND={backend}: {model!r} is not a transformer (a static model); "
+                    "it runs with ASTRO_BACKEND=torch or auto"
+                )
+            self.backend = "torch"
+        else:
+            limit = self.model.max_seq_length or max_seq_length
+            self.model.max_seq_length = min(max_seq_length, limit)
         self.batch_size = batch_size
         dim = self.model.get_embedding_dimension()
         if not dim:
