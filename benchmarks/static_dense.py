@@ -5,7 +5,7 @@ The subscriptions, candidates and the lexical score are those of ``benchmarks/al
 papers relevant). A dense model embeds each paper whole (normalised title + abstract, one
 vector); a subscription scores a candidate by cosine to the centroid of its seed vectors.
 The mix standardises each score over a subscription's candidates (z-score) and adds them:
-``w · z(dense) + (1 − w) · z(lexical)``. Choose ``w`` on ``--split dev``; run the chosen one
+``w · z(dense) + (1 - w) · z(lexical)``. Choose ``w`` on ``--split dev``; run the chosen one
 once on ``--split test``; every method is compared with lexical alone (paired bootstrap 95 %
 CI over subscriptions).
 

@@ -16,7 +16,6 @@ from trainer.data import COAUTHOR_MAX_AUTHORS, COAUTHOR_PAIRS_PER_AUTHOR, cutoff
 from trainer.errors import TrainingDataError
 from trainer.static import author_half, static_pairs, title_abstract_pairs
 
-
 KEYS: dict[str, str] = {}  # arXiv id -> the short name a test gives its paper
 
 
