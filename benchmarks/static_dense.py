@@ -74,13 +74,26 @@ def centroid_matrix(ev: alerts.Evaluation, vectors: dict[str, np.ndarray]) -> np
     return centres @ cand.T
 
 
-def whole_paper_matrix(ev: alerts.Evaluation, encoder: Any) -> tuple[np.ndarray, float]:
-    """Centroid scores of whole-paper vectors, and the seconds spent encoding."""
+def whole_paper_matrix(
+    ev: alerts.Evaluation, encoder: Any, cache: Path | None = None
+) -> tuple[np.ndarray, float, int]:
+    """Centroid scores of whole-paper vectors, the seconds spent encoding and how many papers
+    were encoded (vectors already in ``cache``, an ``.npz`` by arXiv id, are reused)."""
     ids = paper_ids(ev)
+    vectors: dict[str, np.ndarray] = {}
+    if cache is not None and cache.exists():
+        with np.load(cache) as stored:
+            vectors = dict(zip(stored["ids"].tolist(), stored["vectors"], strict=True))
+    todo = [i for i in ids if i not in vectors]
     started = time.perf_counter()
-    encoded = encoder.encode([whole_paper_text(ev.papers[i]) for i in ids])
+    if todo:
+        encoded = encoder.encode([whole_paper_text(ev.papers[i]) for i in todo])
+        vectors.update(zip(todo, encoded, strict=True))
     elapsed = time.perf_counter() - started
-    return centroid_matrix(ev, dict(zip(ids, encoded, strict=True))), elapsed
+    if cache is not None and todo:
+        keys = sorted(vectors)
+        np.savez(cache, ids=np.array(keys), vectors=np.vstack([vectors[k] for k in keys]))
+    return centroid_matrix(ev, vectors), elapsed, len(todo)
 
 
 def sentence_matrix(ev: alerts.Evaluation, encoder: Any) -> tuple[np.ndarray, float]:
@@ -144,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-relevant", type=int, default=10)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--cache", type=Path, help="keep whole-paper vectors here (<label>.npz) for the next run"
+    )
     args = parser.parse_args(argv)
     weights = [float(w) for w in args.weights.split(",") if w.strip()]
 
@@ -168,9 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {"lexical (prior + stream IDF, centroid)": lexical}
     for name in args.model:
         encoder = load_model(name)
-        label = Path(name).name if name != "bundled" else "MiniLM (bundled)"
-        whole, seconds = whole_paper_matrix(ev, encoder)
-        print(f"{label}: {len(paper_ids(ev))} whole papers encoded in {seconds:.1f} s", flush=True)
+        label = Path(name).name[:24] if name != "bundled" else "MiniLM"
+        cache = args.cache / f"{label}.npz" if args.cache else None
+        whole, seconds, n = whole_paper_matrix(ev, encoder, cache)
+        print(f"{label}: {n} whole papers encoded in {seconds:.1f} s", flush=True)
         results[f"{label} whole paper, centroid"] = whole
         for w in weights:
             results[f"  {w:g} z({label} whole) + {1 - w:g} z(lexical)"] = mix(whole, lexical, w)
