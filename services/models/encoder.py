@@ -161,7 +161,8 @@ class Encoder:
 
             onnx_path = prepare(self.model, path, self.backend, Path(cache_dir))
             runtime = "openvino" if self.backend == "openvino" else "onnxruntime"
-            self.onnx = OnnxSentenceModel(self.model, onnx_path, self.model.max_seq_length, runtime)
+            tokens = self.model.max_seq_length or max_seq_length
+            self.onnx = OnnxSentenceModel(self.model, onnx_path, tokens, runtime)
             if self.onnx.dim != self.dim:
                 raise ConfigError(
                     f"ASTRO_BACKEND={self.backend}: {onnx_path} gives {self.onnx.dim}-d vectors, "
