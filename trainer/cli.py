@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from services.core.errors import AstrostreamError
 from services.core.logs import setup_logging
@@ -22,6 +24,7 @@ from services.models.encoder import (
 from trainer.data import DEFAULT_MINING, MINING_STRATEGIES
 from trainer.pipeline import TrainOptions, run_training
 from trainer.registry import slug
+from trainer.static import STATIC_BATCH_SIZE, STATIC_DIM, STATIC_EPOCHS, STATIC_LR
 from trainer.train import TrainConfig
 
 FILE = click.Path(dir_okay=False, path_type=Path)
@@ -36,6 +39,16 @@ def default_name(base: str) -> str:
 
 
 @click.command("train")
+@click.option(
+    "--architecture",
+    type=click.Choice(["transformer", "static"]),
+    default="transformer",
+    show_default=True,
+    help="transformer: fine-tune --base. static: a StaticEmbedding (MiniLM's tokenizer, random "
+    f"init) trained on co-author and title-abstract pairs of --papers; unless given, "
+    f"--epochs {STATIC_EPOCHS:g}, --batch-size {STATIC_BATCH_SIZE}, --lr {STATIC_LR:g}. "
+    "Never made current without --force (a paper-level alert channel, docs/alerts.md).",
+)
 @click.option(
     "--papers",
     type=FILE,
@@ -100,6 +113,26 @@ def default_name(base: str) -> str:
     help="Share of the latest papers held out.",
 )
 @click.option(
+    "--cutoff",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Train on papers announced before this day, evaluate on later ones (instead of "
+    "--eval-fraction). The alerts benchmark's cut-off is 2025-12-01.",
+)
+@click.option(
+    "--exclude-authors",
+    type=click.Choice(["test", "dev"]),
+    help="Form no co-author pair through an author of this half of the alerts benchmark "
+    "(crc32 of the name, as benchmarks/alerts.py halves them).",
+)
+@click.option("--max-pairs", type=click.IntRange(min=2), help="Train on at most this many pairs.")
+@click.option(
+    "--embedding-dim",
+    type=click.IntRange(min=8),
+    default=STATIC_DIM,
+    show_default=True,
+    help="Vector size of a static model.",
+)
+@click.option(
     "--force", is_flag=True, help="Promote even if the model does not beat the current one."
 )
 @click.option("--no-promote", is_flag=True, help="Never promote (just write the version).")
@@ -112,6 +145,7 @@ def default_name(base: str) -> str:
     "--threads", type=click.IntRange(min=1), help="CPU threads for torch. Default: torch's choice."
 )
 def train(
+    architecture: str,
     papers: Path | None,
     pairs: Path | None,
     base: str,
@@ -127,6 +161,10 @@ def train(
     mining: str,
     eval_papers: int | None,
     eval_fraction: float,
+    cutoff: dt.datetime | None,
+    exclude_authors: str | None,
+    max_pairs: int | None,
+    embedding_dim: int,
     force: bool,
     no_promote: bool,
     publish: bool | None,
@@ -145,6 +183,18 @@ def train(
         raise click.UsageError("give exactly one of --papers or --pairs")
     if force and no_promote:
         raise click.UsageError("--force and --no-promote contradict each other")
+    static = architecture == "static"
+    if static and papers is None:
+        raise click.UsageError("--architecture static mines its pairs from --papers")
+    if static:
+        context = click.get_current_context()
+
+        def unset(name: str) -> bool:
+            return context.get_parameter_source(name) == ParameterSource.DEFAULT
+
+        epochs = STATIC_EPOCHS if unset("epochs") else epochs
+        batch_size = STATIC_BATCH_SIZE if unset("batch_size") else batch_size
+        lr = STATIC_LR if unset("lr") else lr
     setup_logging("info")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads:
@@ -153,7 +203,9 @@ def train(
         torch.set_num_threads(threads)
     options = TrainOptions(
         base=resolve_model(base),
-        name=slug(name) if name else default_name(base),
+        name=slug(name)
+        if name
+        else (f"astro-static-{embedding_dim}" if static else default_name(base)),
         out=out,
         papers=papers,
         pairs=pairs,
@@ -172,6 +224,11 @@ def train(
         force=force,
         promote=not no_promote,
         publish=publish,
+        architecture=architecture,
+        cutoff=cutoff.date() if cutoff else None,
+        exclude_half=exclude_authors,  # type: ignore[arg-type]
+        max_pairs=max_pairs,
+        embedding_dim=embedding_dim,
     )
     try:
         # Libraries print progress and logs on stdout; keep it for the result path alone.

@@ -7,7 +7,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -171,6 +171,25 @@ def time_split(papers: Sequence[Paper], eval_fraction: float = 0.1) -> Split:
     return Split(train=train, heldout=heldout, cutoff=cutoff)
 
 
+def cutoff_split(papers: Sequence[Paper], cutoff: dt.date) -> Split:
+    """Papers announced before ``cutoff`` (train) and on or after it (held out).
+
+    Undated papers are left out of both sides: nothing says they are not later papers.
+
+    Raises:
+        TrainingDataError: when either side is empty.
+    """
+    train = [p for p in papers if (d := paper_date(p)) is not None and d < cutoff]
+    heldout = [p for p in papers if (d := paper_date(p)) is not None and d >= cutoff]
+    if not train:
+        raise TrainingDataError(f"no paper was announced before the cutoff {cutoff}")
+    if not heldout:
+        raise TrainingDataError(
+            f"no paper was announced on or after the cutoff {cutoff}: nothing to evaluate on"
+        )
+    return Split(train=train, heldout=heldout, cutoff=cutoff)
+
+
 def sample_papers(papers: Sequence[Paper], limit: int, seed: int) -> list[Paper]:
     """At most ``limit`` papers, the same ones for the same input and seed (sorted by id)."""
     ordered = sorted(papers, key=lambda p: p.arxiv_id)
@@ -198,7 +217,12 @@ def _dedupe(pairs: Iterable[Pair]) -> list[Pair]:
     return kept
 
 
-def mine_pairs(papers: Iterable[Paper], strategy: str, seed: int = 42) -> list[Pair]:
+def mine_pairs(
+    papers: Iterable[Paper],
+    strategy: str,
+    seed: int = 42,
+    skip_author: Callable[[str], bool] | None = None,
+) -> list[Pair]:
     """Positive pairs for MultipleNegativesRankingLoss, in a seeded random order.
 
     Strategies:
@@ -214,7 +238,7 @@ def mine_pairs(papers: Iterable[Paper], strategy: str, seed: int = 42) -> list[P
     if strategy not in MINING_STRATEGIES:
         raise ValueError(f"unknown mining {strategy!r}; choose from {', '.join(MINING_STRATEGIES)}")
     if strategy == "coauthor":
-        return coauthor_pairs(papers, seed)
+        return coauthor_pairs(papers, seed, skip_author)
     pairs: list[Pair] = []
     for paper in papers:
         sentences = [s for s in paper_sentences(paper) if _long_enough(s)]
@@ -233,11 +257,16 @@ def paper_text(paper: Paper) -> str:
     return " ".join([normalise(paper.title), *paper_sentences(paper)])
 
 
-def coauthor_pairs(papers: Iterable[Paper], seed: int = 42) -> list[Pair]:
+def coauthor_pairs(
+    papers: Iterable[Paper],
+    seed: int = 42,
+    skip_author: Callable[[str], bool] | None = None,
+) -> list[Pair]:
     """Pairs of papers that share an author, at most ``COAUTHOR_PAIRS_PER_AUTHOR`` per author.
 
     Papers with more than ``COAUTHOR_MAX_AUTHORS`` authors are left out; each pair appears
-    once, in a random orientation.
+    once, in a random orientation. No pair is formed through an author (name as written)
+    for whom ``skip_author`` is true.
     """
     rng = random.Random(seed)
     texts: dict[str, str] = {}
@@ -246,6 +275,8 @@ def coauthor_pairs(papers: Iterable[Paper], seed: int = 42) -> list[Pair]:
         if 0 < len(paper.authors) <= COAUTHOR_MAX_AUTHORS and paper.arxiv_id not in texts:
             texts[paper.arxiv_id] = paper_text(paper)
             for author in paper.authors:
+                if skip_author is not None and skip_author(author):
+                    continue
                 by_author.setdefault(author.strip().lower(), []).append(paper.arxiv_id)
     chosen: set[tuple[str, str]] = set()
     for author in sorted(by_author):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 import platform
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ from services.core.settings import Settings
 from trainer.data import (
     DEFAULT_MINING,
     Pair,
+    Split,
+    cutoff_split,
     holdout_pairs,
     load_pairs,
     load_papers,
@@ -44,6 +47,7 @@ from trainer.registry import (
     new_version,
     staging_dir,
 )
+from trainer.static import STATIC_DIM, Half, build_static_model, half_filter, static_pairs
 from trainer.train import TrainConfig, fine_tune, load_model, plot_loss
 
 if TYPE_CHECKING:
@@ -56,6 +60,10 @@ METRICS_FILE = "metrics.json"
 TRAIN_ARGS_FILE = "train_args.json"
 EVAL_PAPERS_GPU = 500
 EVAL_PAPERS_CPU = 150
+STATIC_NOT_PROMOTED = (
+    "a static model is a paper-level channel for alerts, not the workers' sentence model: "
+    "never made current without --force"
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,15 @@ class TrainOptions:
     force: bool = False
     promote: bool = True
     publish: bool | None = None
+    architecture: str = "transformer"
+    cutoff: dt.date | None = None
+    exclude_half: Half | None = None
+    max_pairs: int | None = None
+    embedding_dim: int = STATIC_DIM
+
+    @property
+    def static(self) -> bool:
+        return self.architecture == "static"
 
 
 @dataclass
@@ -124,9 +141,26 @@ def prepare_data(opts: TrainOptions) -> PreparedData:
 def _from_papers(path: Path, opts: TrainOptions, eval_papers: int) -> PreparedData:
     seed = opts.config.seed
     papers = load_papers(path)
-    split = time_split(papers, opts.eval_fraction)
+    split: Split = (
+        cutoff_split(papers, opts.cutoff)
+        if opts.cutoff is not None
+        else time_split(papers, opts.eval_fraction)
+    )
     eval_set = paper_eval_set(sample_papers(split.heldout, eval_papers, seed), seed)
-    pairs = mine_pairs(split.train, opts.mining, seed)
+    if opts.static:
+        pairs = static_pairs(
+            split.train, seed=seed, exclude_half=opts.exclude_half, max_pairs=opts.max_pairs
+        )
+        mining = "co-author + title↔abstract"
+    else:
+        pairs = mine_pairs(split.train, opts.mining, seed, half_filter(opts.exclude_half))
+        pairs = pairs[: opts.max_pairs] if opts.max_pairs is not None else pairs
+        mining = opts.mining
+    excluded = (
+        f"; no co-author pair through an author of the alerts benchmark's {opts.exclude_half} half"
+        if opts.exclude_half
+        else ""
+    )
     description = (
         f"{eval_set.n_docs} of the {len(split.heldout)} papers announced on or after "
         f"{split.cutoff} ({len(eval_set.corpus)} sentences); queries are titles (`title/`) and "
@@ -136,6 +170,7 @@ def _from_papers(path: Path, opts: TrainOptions, eval_papers: int) -> PreparedDa
         "source": str(path),
         "kind": "papers announced on or after the cutoff (later-dated split)",
         "cutoff": split.cutoff.isoformat(),
+        "cutoff_given": opts.cutoff is not None,
         "heldout_papers": len(split.heldout),
         "eval_papers": eval_set.n_docs,
         "corpus_sentences": len(eval_set.corpus),
@@ -146,8 +181,8 @@ def _from_papers(path: Path, opts: TrainOptions, eval_papers: int) -> PreparedDa
         f"Base model: `{opts.base}`.",
         f"Source: `{path.name}`, {len(papers)} papers; trained on the {len(split.train)} "
         f"announced before {split.cutoff}.",
-        f"Pairs: {len(pairs)} mined with `{opts.mining}` (text normalised like the workers: "
-        "math → `[MATH_tex=…]`, citations → `<CIT>`); batches without duplicates.",
+        f"Pairs: {len(pairs)} mined with `{mining}`{excluded} (text normalised like the "
+        "workers: math → `[MATH_tex=…]`, citations → `<CIT>`); batches without duplicates.",
     ]
     return PreparedData(pairs, eval_set, info, card_lines)
 
@@ -249,10 +284,19 @@ def _train_args(opts: TrainOptions, version: str, n_pairs: int) -> dict[str, Any
     return {
         "name": opts.name,
         "version": version,
-        "base": opts.base,
+        "base": "random init (StaticEmbedding, bundled MiniLM tokenizer)"
+        if opts.static
+        else opts.base,
         "papers": str(opts.papers) if opts.papers else None,
         "pairs": str(opts.pairs) if opts.pairs else None,
-        "mining": opts.mining if opts.papers else None,
+        "architecture": opts.architecture,
+        "mining": ("coauthor+title-abstract" if opts.static else opts.mining)
+        if opts.papers
+        else None,
+        "cutoff": opts.cutoff.isoformat() if opts.cutoff else None,
+        "exclude_author_half": opts.exclude_half,
+        "max_pairs": opts.max_pairs,
+        "embedding_dim": opts.embedding_dim if opts.static else None,
         "eval_papers": opts.eval_papers or default_eval_papers(),
         "eval_fraction": opts.eval_fraction,
         "loss": "MultipleNegativesRankingLoss",
@@ -285,9 +329,14 @@ def run_training(opts: TrainOptions, settings: Settings) -> RunResult:
         TrainerError: for bad inputs or an unloadable base model (before any training).
     """
     data = prepare_data(opts)
-    model = load_model(opts.base, opts.config.max_seq_length, model_name=opts.name)
     cache = EvalCache(opts.out, data.eval_set, opts.config.max_seq_length)
-    base_metrics = cache.evaluate(model, opts.base, "base")
+    if opts.static:
+        model = build_static_model(opts.embedding_dim, opts.config.seed)
+        # The random init is the "base": cheap to evaluate (no cache needed).
+        base_metrics = evaluate(model, data.eval_set, label="random init")
+    else:
+        model = load_model(opts.base, opts.config.max_seq_length, model_name=opts.name)
+        base_metrics = cache.evaluate(model, opts.base, "base")
     registry = Registry(opts.out)
     registry.entries()  # fail now, not after training, when registry.json is broken
     with tempfile.TemporaryDirectory(prefix="astro-train-") as work:
@@ -295,15 +344,30 @@ def run_training(opts: TrainOptions, settings: Settings) -> RunResult:
     version = new_version(opts.out, opts.name)
     dirname = f"{opts.name}-{version}"
     tuned = evaluate(model, data.eval_set, label="fine-tuned")
-    reference, reference_metrics = _reference(opts, registry, cache, base_metrics)
-    promotion = decide_promotion(
-        tuned[PRIMARY_METRIC],
-        reference_metrics.get(PRIMARY_METRIC),
-        reference,
-        metric=PRIMARY_METRIC,
-        force=opts.force,
-        enabled=opts.promote,
-    )
+    if opts.static:
+        # Not a sentence model for the workers: versioned and recorded, made current only on
+        # --force (which also announces it on the models topic like any promoted model).
+        reference, reference_metrics = "base (random init)", base_metrics
+        promotion = decide_promotion(
+            tuned[PRIMARY_METRIC],
+            reference_metrics.get(PRIMARY_METRIC),
+            reference,
+            metric=PRIMARY_METRIC,
+            force=opts.force,
+            enabled=opts.promote,
+        )
+        if opts.promote and not opts.force:
+            promotion = replace(promotion, promoted=False, reason=STATIC_NOT_PROMOTED)
+    else:
+        reference, reference_metrics = _reference(opts, registry, cache, base_metrics)
+        promotion = decide_promotion(
+            tuned[PRIMARY_METRIC],
+            reference_metrics.get(PRIMARY_METRIC),
+            reference,
+            metric=PRIMARY_METRIC,
+            force=opts.force,
+            enabled=opts.promote,
+        )
     log.info("%s %s: %s", dirname, "promoted" if promotion.promoted else "kept", promotion.reason)
     metrics: dict[str, Any] = {
         "primary_metric": PRIMARY_METRIC,
@@ -315,7 +379,7 @@ def run_training(opts: TrainOptions, settings: Settings) -> RunResult:
         "train": result.summary(),
     }
     train_args = _train_args(opts, version, len(data.pairs))
-    results = {"base": base_metrics, "fine-tuned": tuned}
+    results = {"random init" if opts.static else "base": base_metrics, "fine-tuned": tuned}
     if not reference.startswith("base"):
         results[reference] = reference_metrics
     with staging_dir(opts.out, dirname) as stage:

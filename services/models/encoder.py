@@ -138,7 +138,18 @@ class Encoder:
             ) from exc
         if self.device == "cuda":
             self.model.half()  # fp16 halves memory and roughly doubles throughput on tensor cores
-        self.model.max_seq_length = min(max_seq_length, self.model.max_seq_length or max_seq_length)
+        if getattr(self.model[0], "auto_model", None) is None:
+            # A StaticEmbedding (``astrostream train --architecture static``): token vectors
+            # averaged, no length limit, nothing to export to ONNX.
+            if backend not in ("auto", "torch"):
+                raise ConfigError(
+                    f"ASTRO_BACKEND={backend}: {model!r} is not a transformer (a static model); "
+                    "it runs with ASTRO_BACKEND=torch or auto"
+                )
+            self.backend = "torch"
+        else:
+            limit = self.model.max_seq_length or max_seq_length
+            self.model.max_seq_length = min(max_seq_length, limit)
         self.batch_size = batch_size
         dim = self.model.get_embedding_dimension()
         if not dim:
@@ -150,7 +161,8 @@ class Encoder:
 
             onnx_path = prepare(self.model, path, self.backend, Path(cache_dir))
             runtime = "openvino" if self.backend == "openvino" else "onnxruntime"
-            self.onnx = OnnxSentenceModel(self.model, onnx_path, self.model.max_seq_length, runtime)
+            tokens = self.model.max_seq_length or max_seq_length
+            self.onnx = OnnxSentenceModel(self.model, onnx_path, tokens, runtime)
             if self.onnx.dim != self.dim:
                 raise ConfigError(
                     f"ASTRO_BACKEND={self.backend}: {onnx_path} gives {self.onnx.dim}-d vectors, "

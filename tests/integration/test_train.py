@@ -11,6 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import consume_all
 
@@ -212,3 +213,51 @@ def test_bad_inputs_fail_with_a_clear_message(
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
     assert not list((tmp_path / "models").glob("*"))  # no half-written version
+
+
+def test_static_architecture_trains_a_model_the_encoder_loads(tmp_path: Path) -> None:
+    """``--architecture static`` on real papers: a sentence-transformers folder that the
+    workers' ``load_encoder`` loads (on torch, whatever ASTRO_BACKEND=auto picks for a
+    transformer) with the model's own dimension; versioned, never made current."""
+    from services.core.settings import load_settings
+    from services.models.encoder import load_encoder
+
+    out = tmp_path / "models"
+    papers = ROOT / "tests" / "data" / "papers-1k.jsonl.gz"
+    proc = run_train(
+        "--architecture", "static", "--papers", papers, "--cutoff", "2026-01-15",
+        "--exclude-authors", "test", "--embedding-dim", "48", "--epochs", "1",
+        "--max-pairs", "96", "--batch-size", "16", "--eval-papers", "8", "--threads", "1",
+        "--out", out,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert re.fullmatch(r"astro-static-48-\d{14}", path.name)
+    assert "%" in proc.stderr  # the progress bar
+    for name in ("README.md", "metrics.json", "loss-curve.png", "train_args.json", "modules.json"):
+        assert (path / name).is_file(), name
+
+    args = json.loads((path / "train_args.json").read_text())
+    assert (args["architecture"], args["embedding_dim"], args["training_pairs"]) == (
+        "static",
+        48,
+        96,
+    )
+    assert (args["cutoff"], args["exclude_author_half"]) == ("2026-01-15", "test")
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["eval"]["cutoff"] == "2026-01-15" and metrics["train"]["steps"] == 6
+    assert metrics["promotion"]["promoted"] is False
+    registry = json.loads((out / "registry.json").read_text())
+    assert registry["current"] is None and registry["models"][-1]["path"] == str(path)
+    assert not (out / "current").exists()
+
+    settings = load_settings(data_dir=tmp_path / "data", backend="auto", device="cpu")
+    encoder = load_encoder(settings, str(path))
+    try:
+        assert (encoder.dim, encoder.backend) == (48, "torch")
+        long = "We observe the dust of nearby galaxies with JWST. " * 100  # no 256-token cut
+        vectors = encoder.encode(["A galaxy cluster at z=0.5.", long])
+        assert vectors.shape == (2, 48)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    finally:
+        encoder.close()

@@ -18,6 +18,9 @@ from trainer.cli import train
         (["--papers", "a.jsonl", "--force", "--no-promote"], "contradict"),
         (["--papers", "a.jsonl", "--mining", "random"], "'random' is not one of"),
         (["--papers", "a.jsonl", "--batch-size", "1"], "--batch-size"),
+        (["--architecture", "static", "--pairs", "b.csv"], "static mines its pairs from --papers"),
+        (["--papers", "a.jsonl", "--cutoff", "1 Dec 2025"], "--cutoff"),
+        (["--papers", "a.jsonl", "--exclude-authors", "all"], "'all' is not one of"),
     ],
 )
 def test_usage_errors(args: list[str], message: str) -> None:

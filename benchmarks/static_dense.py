@@ -1,0 +1,209 @@
+"""Does a dense channel earn a weight next to the lexical alert score? Offline, on real authorship.
+
+The subscriptions, candidates and the lexical score are those of ``benchmarks/alerts.py
+--offline`` (authors halved by a hash of their name; seeds before the cut-off, their later
+papers relevant). A dense model embeds each paper whole (normalised title + abstract, one
+vector); a subscription scores a candidate by cosine to the centroid of its seed vectors.
+The mix standardises each score over a subscription's candidates (z-score) and adds them:
+``w · z(dense) + (1 - w) · z(lexical)``. Choose ``w`` on ``--split dev``; run the chosen one
+once on ``--split test``; every method is compared with lexical alone (paired bootstrap 95 %
+CI over subscriptions).
+
+    # a static model: astrostream train --architecture static --cutoff 2025-12-01 ...
+    nice -n 10 .venv/bin/python benchmarks/static_dense.py --model models/astro-static-256-… \\
+        --split dev --weights 0.1,0.2,0.3,0.4,0.5
+    # the bundled MiniLM, whole-paper vectors and (--sentences) the sentence channel
+    nice -n 10 .venv/bin/python benchmarks/static_dense.py --model bundled --sentences --split dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import alerts  # noqa: E402
+from services.core.text import normalise  # noqa: E402
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Each row (a subscription's scores over the candidates) to mean 0, standard deviation 1."""
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    return (scores - mean) / np.where(std > 0, std, 1.0)
+
+
+def mix(dense: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
+    """``weight`` of the standardised dense score, the rest standardised lexical."""
+    return weight * standardise(dense) + (1.0 - weight) * standardise(lexical)
+
+
+def rankings(ev: alerts.Evaluation, scores: np.ndarray) -> list[list[str]]:
+    """Candidates by descending score, ties by arXiv id (as ``alerts.rank_by``)."""
+    ids = np.array(ev.candidates)
+    return [[ev.candidates[i] for i in np.lexsort((ids, -row))] for row in scores]
+
+
+def lexical_matrix(ev: alerts.Evaluation) -> np.ndarray:
+    """The matcher's lexical score (prior + stream IDF, cosine to the seeds' centroid)."""
+    score = alerts.lexical_scorer(ev, alerts.default_prior())
+    return np.array([[score(s, c) for c in ev.candidates] for s in ev.subscriptions])
+
+
+def paper_ids(ev: alerts.Evaluation) -> list[str]:
+    return sorted({x for s in ev.subscriptions for x in s.seeds} | set(ev.candidates))
+
+
+def whole_paper_text(paper: dict[str, Any]) -> str:
+    return normalise(alerts.text_of(paper))
+
+
+def centroid_matrix(ev: alerts.Evaluation, vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """Cosine of each candidate to the (normalised) centroid of each subscription's seeds."""
+    cand = np.vstack([vectors[c] for c in ev.candidates])
+    centres = np.vstack([np.mean([vectors[x] for x in s.seeds], axis=0) for s in ev.subscriptions])
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    return centres @ cand.T
+
+
+def whole_paper_matrix(
+    ev: alerts.Evaluation, encoder: Any, cache: Path | None = None
+) -> tuple[np.ndarray, float, int]:
+    """Centroid scores of whole-paper vectors, the seconds spent encoding and how many papers
+    were encoded (vectors already in ``cache``, an ``.npz`` by arXiv id, are reused)."""
+    ids = paper_ids(ev)
+    vectors: dict[str, np.ndarray] = {}
+    if cache is not None and cache.exists():
+        with np.load(cache) as stored:
+            vectors = dict(zip(stored["ids"].tolist(), stored["vectors"], strict=True))
+    todo = [i for i in ids if i not in vectors]
+    started = time.perf_counter()
+    if todo:
+        encoded = encoder.encode([whole_paper_text(ev.papers[i]) for i in todo])
+        vectors.update(zip(todo, encoded, strict=True))
+    elapsed = time.perf_counter() - started
+    if cache is not None and todo:
+        keys = sorted(vectors)
+        np.savez(cache, ids=np.array(keys), vectors=np.vstack([vectors[k] for k in keys]))
+    return centroid_matrix(ev, vectors), elapsed, len(todo)
+
+
+def sentence_matrix(ev: alerts.Evaluation, encoder: Any) -> tuple[np.ndarray, float]:
+    """The workers' sentence channel: each candidate sentence against every seed sentence,
+    aggregated like the matcher (``lse``) — the ``dense lse`` row of ``alerts.ablation``."""
+    from services.alerts import matcher
+    from services.core.text import sentences_for_embedding
+
+    ids = paper_ids(ev)
+    texts = {i: [m for _, m in sentences_for_embedding(ev.papers[i]["abstract"])] for i in ids}
+    flat = [t for i in ids for t in texts[i]]
+    started = time.perf_counter()
+    encoded = encoder.encode(flat)
+    elapsed = time.perf_counter() - started
+    sentences: dict[str, np.ndarray] = {}
+    row = 0
+    for i in ids:
+        sentences[i] = encoded[row : row + len(texts[i])]
+        row += len(texts[i])
+    out = np.zeros((len(ev.subscriptions), len(ev.candidates)))
+    for r, s in enumerate(ev.subscriptions):
+        block = np.vstack([sentences[x] for x in s.seeds])
+        for c, cand in enumerate(ev.candidates):
+            sims = sentences[cand] @ block.T
+            out[r, c] = matcher.aggregate(sims, "lse") if sims.size else 0.0
+    return out, elapsed
+
+
+def report(ev: alerts.Evaluation, results: dict[str, np.ndarray], k: int) -> None:
+    """nDCG@k, Recall@k per method; each against the first (lexical) with a paired 95 % CI."""
+    per = {name: alerts.per_subscription(ev, rankings(ev, m), k) for name, m in results.items()}
+    (base_name, (base_n, _)), *_ = per.items()
+    print(f"\n{'method':52s} nDCG@{k:<3d} Recall@{k}  vs {base_name}: nDCG (95% CI)")
+    for name, (n, r) in per.items():
+        line = f"{name:52s} {n.mean():.4f}   {r.mean():.4f}"
+        if name != base_name:
+            lo, hi = alerts.paired_ci(n, base_n)
+            line += f"    {n.mean() - base_n.mean():+.4f} ({lo:+.4f} .. {hi:+.4f})"
+        print(line, flush=True)
+
+
+def load_model(name: str) -> Any:
+    """A torch ``Encoder`` on CPU: ``bundled`` (MiniLM, 256 tokens) or a model directory."""
+    from services.models.encoder import Encoder
+
+    return Encoder(name, "cpu", 64, 256, backend="torch")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--model", action="append", required=True, help="bundled or a directory")
+    parser.add_argument("--sentences", action="store_true", help="also the sentence channel")
+    parser.add_argument("--weights", default="0.1,0.2,0.3,0.4,0.5", help="dense weights to mix")
+    parser.add_argument("--data", type=Path, default=alerts.DATA)
+    parser.add_argument("--split", choices=("test", "dev"), default="dev")
+    parser.add_argument("--subscriptions", type=int, default=600)
+    parser.add_argument("--candidates", type=int, default=1400)
+    parser.add_argument("--cutoff", default="2025-12-01")
+    parser.add_argument("--max-authors", type=int, default=25)
+    parser.add_argument("--max-seeds", type=int, default=3)
+    parser.add_argument("--max-relevant", type=int, default=10)
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--cache", type=Path, help="keep whole-paper vectors here (<label>.npz) for the next run"
+    )
+    args = parser.parse_args(argv)
+    weights = [float(w) for w in args.weights.split(",") if w.strip()]
+
+    started = time.perf_counter()
+    ev = alerts.build_evaluation(
+        alerts.load(args.data),
+        subscriptions=args.subscriptions,
+        candidates=args.candidates,
+        cutoff=args.cutoff,
+        max_authors=args.max_authors,
+        max_seeds=args.max_seeds,
+        max_relevant=args.max_relevant,
+        seed=args.seed,
+        split=args.split,
+    )
+    print(
+        f"split {args.split}: {len(ev.subscriptions)} subscriptions, {len(ev.candidates)} "
+        f"candidates from {args.cutoff} on, {len(paper_ids(ev))} papers to embed",
+        flush=True,
+    )
+    lexical = lexical_matrix(ev)
+    results = {"lexical (prior + stream IDF, centroid)": lexical}
+    for name in args.model:
+        encoder = load_model(name)
+        label = Path(name).name[:24] if name != "bundled" else "MiniLM"
+        cache = args.cache / f"{label}.npz" if args.cache else None
+        whole, seconds, n = whole_paper_matrix(ev, encoder, cache)
+        print(f"{label}: {n} whole papers encoded in {seconds:.1f} s", flush=True)
+        results[f"{label} whole paper, centroid"] = whole
+        for w in weights:
+            results[f"  {w:g} z({label} whole) + {1 - w:g} z(lexical)"] = mix(whole, lexical, w)
+        if args.sentences:
+            lse, seconds = sentence_matrix(ev, encoder)
+            print(f"{label}: sentences encoded in {seconds:.1f} s", flush=True)
+            results[f"{label} sentences, lse"] = lse
+            for w in weights:
+                results[f"  {w:g} z({label} sentences) + {1 - w:g} z(lexical)"] = mix(
+                    lse, lexical, w
+                )
+        encoder.close()
+    report(ev, results, args.k)
+    print(f"\ntotal {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
