@@ -32,6 +32,9 @@ def isolated_env(broker_url: str, folder: Any, name: str, **overrides: str) -> d
         "ASTRO_DATA_DIR": str(folder / "data"),
         "ASTRO_ROLES": "embed,alerts,api",
         "ASTRO_BATCH_WINDOW_MS": "100",
+        # The tests check the stream's semantics and name the torch collections; the int8
+        # default (auto on CPU) is covered by tests/unit/test_backends.py and the benchmark.
+        "ASTRO_BACKEND": "torch",
         **overrides,
     }
 
