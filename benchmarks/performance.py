@@ -321,9 +321,47 @@ def proc_status(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-def run_pipeline(papers: list[Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
-    """Publish ``papers`` at once to a fresh worker with ``make run``'s defaults (plus
-    ``env``); time until every paper is in Qdrant; the worker's stage seconds, CPU, RSS."""
+def histogram_quantile(text: str, name: str, q: float) -> float:
+    """The ``q`` quantile of a Prometheus histogram in ``text`` (upper bound of its bucket)."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0.0
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return float("nan")
+
+
+SUBSCRIPTION_QUERIES = [
+    "dark matter halo mass function",
+    "exoplanet atmospheres transmission spectroscopy",
+    "fast radio bursts localisation",
+    "galaxy cluster weak lensing masses",
+    "gravitational waves from binary neutron stars",
+    "star formation in molecular clouds",
+    "active galactic nuclei feedback",
+    "cosmic microwave background polarisation",
+    "type Ia supernova cosmology",
+    "pulsar timing arrays",
+]
+
+
+def run_pipeline(
+    papers: list[Any],
+    env: dict[str, str],
+    timeout: float,
+    *,
+    rate: float | None = None,
+    subscriptions: int = 0,
+) -> dict[str, Any]:
+    """Publish ``papers`` to a fresh worker with ``make run``'s defaults (plus ``env``): all
+    at once, or ``rate`` papers/s; time until every paper is in Qdrant; the worker's stage
+    seconds, CPU, RSS, and the publish → indexed lag (alerts are published before a paper's
+    point is written, so it bounds publish → alert)."""
     from benchmarks.stack import WorkerProcess, metric_sum
     from services.core.settings import load_settings
     from services.kafka.broker import EmbeddedBroker, free_port
@@ -346,9 +384,20 @@ def run_pipeline(papers: list[Any], env: dict[str, str], timeout: float) -> dict
         with WorkerProcess(worker_env, Path(tmp) / "worker.log") as worker:
             settings = load_settings(kafka_url=broker.url)
 
+            for n in range(subscriptions):
+                body = {"queries": [SUBSCRIPTION_QUERIES[n % len(SUBSCRIPTION_QUERIES)]]}
+                status, answer = worker.request("POST", "/subscriptions", body)
+                assert status == 201, answer
+
             async def publish() -> None:
                 async with Publisher(settings) as publisher:
-                    await publisher.publish_papers(papers)
+                    if rate is None:
+                        await publisher.publish_papers(papers)
+                        return
+                    start = time.perf_counter()
+                    for n, paper in enumerate(papers):
+                        await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+                        await publisher.publish_papers([paper])
 
             cpu0, _ = proc_status(worker.pid)
             started = time.perf_counter()
@@ -371,6 +420,10 @@ def run_pipeline(papers: list[Any], env: dict[str, str], timeout: float) -> dict
         "sentences_per_s": (sentences + len(papers)) / wall,
         "stage_seconds": stages,
         "micro_batches": metric_sum(text, "astrostream_batch_papers_count"),
+        "publish_rate": rate,
+        "subscriptions": subscriptions,
+        "lag_p50_s": histogram_quantile(text, "astrostream_end_to_end_lag_seconds", 0.5),
+        "lag_p95_s": histogram_quantile(text, "astrostream_end_to_end_lag_seconds", 0.95),
         "worker_rss_mib": rss,
     }
 
@@ -459,6 +512,15 @@ def table(result: dict[str, Any]) -> str:
             "",
             f"pipeline / best bare torch fp32: **{pipe['ratio_wall']:.2f}x** sentences/s, "
             f"{pipe['ratio_cpu']:.2f}x less CPU",
+        ]
+    if result.get("latency"):
+        lat = result["latency"]
+        lines += [
+            "",
+            f"publish → indexed (≥ publish → alert) at {lat['publish_rate']:.2f} papers/s "
+            f"(half the pipeline's rate), {lat['subscriptions']} subscriptions, "
+            f"{lat['papers']} papers: p50 ≤ {lat['lag_p50_s']:g} s, p95 ≤ {lat['lag_p95_s']:g} s "
+            "(histogram bucket bounds)",
         ]
     if result.get("backfill"):
         b = result["backfill"]
@@ -556,6 +618,12 @@ def main() -> None:
         help="papers of --data indexed end to end: papers/s, stages, RSS (0: skip)",
     )
     parser.add_argument(
+        "--latency-papers",
+        type=int,
+        default=150,
+        help="papers published at half the pipeline's rate, 10 subscriptions (0: skip)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a smoke run: small sizes, torch and onnx-int8"
     )
     parser.add_argument("--skip-parity", action="store_true")
@@ -568,6 +636,7 @@ def main() -> None:
         args.sentences, args.speed_sentences, args.queries = 200, 128, 20
         args.search_sizes, args.subscriptions = "200,500", "10,100"
         args.pipeline_papers, args.backfill = min(args.pipeline_papers, 40), 0
+        args.latency_papers = min(args.latency_papers, 20)
 
     from services.models.encoder import Encoder
 
@@ -610,6 +679,13 @@ def main() -> None:
             "ratio_cpu": best["cpu_s"] / run["worker_cpu_s"],
         }
         print(table({"pipeline": result["pipeline"]}), flush=True)
+        if args.latency_papers:
+            rate = run["papers_per_s"] / 2
+            papers = read_papers(args.data, args.latency_papers, skip=8000)
+            result["latency"] = run_pipeline(
+                papers, {"ASTRO_MODEL": args.model}, timeout=7200, rate=rate, subscriptions=10
+            )
+            print(table({"latency": result["latency"]}), flush=True)
     if args.backfill:
         papers = read_papers(args.data, args.backfill, skip=10000)
         result["backfill"] = run_pipeline(papers, {"ASTRO_MODEL": args.model}, timeout=36000)

@@ -37,9 +37,25 @@ def result() -> dict[str, object]:
     return {
         "pipeline": {"bare": bare, "run": run, "ratio_wall": 2.5, "ratio_cpu": 3.0},
         "backfill": run,
+        "latency": {
+            **run,
+            "publish_rate": 2.5,
+            "subscriptions": 10,
+            "lag_p50_s": 0.5,
+            "lag_p95_s": 2.0,
+        },
         "search": search,
         "search_backend": "onnx-int8",
     }
+
+
+def test_histogram_quantile_reads_the_bucket_bound() -> None:
+    text = "\n".join(
+        f'astrostream_end_to_end_lag_seconds_bucket{{le="{le}"}} {count}'
+        for le, count in [("0.5", 10.0), ("1.0", 50.0), ("5.0", 96.0), ("+Inf", 100.0)]
+    )
+    assert bench.histogram_quantile(text, "astrostream_end_to_end_lag_seconds", 0.5) == 1.0
+    assert bench.histogram_quantile(text, "astrostream_end_to_end_lag_seconds", 0.95) == 5.0
 
 
 def test_table_has_the_pipeline_ratio_backfill_and_search_extrapolation() -> None:
@@ -52,4 +68,6 @@ def test_table_has_the_pipeline_ratio_backfill_and_search_extrapolation() -> Non
     # 20 ms per 1,000 papers from the last two sizes: 40 + 0.02 * 298,000
     assert "/search p50 ≈ 6,000 ms" in text
     assert "| 2,000 | 16,000 | 40.0 | 45.0 | 39.0 | nan | nan |" in text
+    assert "at 2.50 papers/s (half the pipeline's rate), 10 subscriptions" in text
+    assert "p50 ≤ 0.5 s, p95 ≤ 2 s" in text
     json.dumps(result())  # what main() writes is plain JSON
