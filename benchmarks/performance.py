@@ -134,13 +134,15 @@ def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 
 def fill_papers(store: Any, rng: np.random.Generator, start: int, stop: int, per: int) -> None:
+    from services.core.ids import paper_point_id
+
     for lo in range(start, stop, 500):
         hi = min(lo + 500, stop)
         ids = [f"{2500 + i // 100000:04d}.{i % 100000:05d}" for i in range(lo, hi)]
         base = {"categories": ["astro-ph.GA"], "published": "2025-06-01T00:00:00Z", "version": 1}
         store.upsert(
             store.papers,
-            [str(uuid.uuid5(uuid.NAMESPACE_URL, a)) for a in ids],
+            [paper_point_id(a) for a in ids],  # what /papers/{id}/similar looks up
             unit(rng, len(ids), store.dim),
             [{**base, "arxiv_id": a, "title": f"paper {a}"} for a in ids],
         )
@@ -572,7 +574,7 @@ def table(result: dict[str, Any]) -> str:
         ]
         if len(result["search"]) >= 2:
             a, b = result["search"][-2], result["search"][-1]
-            slope = (b["p50_ms"] - a["p50_ms"]) / (b["papers"] - a["papers"])
+            slope = max(0.0, (b["p50_ms"] - a["p50_ms"]) / (b["papers"] - a["papers"]))
             lines.append(
                 f"\nlinear extrapolation to 300,000 papers: /search p50 ≈ "
                 f"{b['p50_ms'] + slope * (300_000 - b['papers']):,.0f} ms (local mode scans)"
