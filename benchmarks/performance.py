@@ -95,6 +95,7 @@ def bench_encode(encoders: dict[str, Any], texts: list[str], batches: list[int],
             {
                 "backend": backend,
                 "batch": batch,
+                "max_tokens": encoders[backend].max_tokens,  # the ONNX default caps tokens too
                 "sentences_per_s": len(texts) / r["wall_s"],
                 "cpu_s_per_1000": 1000 * r["cpu_s"] / len(texts),
             }
@@ -543,7 +544,9 @@ def table(result: dict[str, Any]) -> str:
             "|---|---:|---:|---:|",
         ]
         lines += [
-            f"| {r['backend']} | {r['batch']} | {r['sentences_per_s']:.0f} | {r['cpu_s_per_1000']:.1f} |"
+            f"| {r['backend']} | {r['batch']}"
+            + (f" (≤{r['max_tokens']} tokens)" if r.get("max_tokens") else "")
+            + f" | {r['sentences_per_s']:.0f} | {r['cpu_s_per_1000']:.1f} |"
             for r in sorted(
                 result["encode"], key=lambda r: (BACKENDS.index(r["backend"]), r["batch"])
             )
