@@ -34,6 +34,9 @@ def isolated_env(broker_url: str, folder: Any, name: str, **overrides: str) -> d
         "ASTRO_BATCH_WINDOW_MS": "100",
         # The operator token: WorkerProcess.request sends it unless told not to (auth=False).
         "ASTRO_API_TOKEN": f"operator-{name}-token",
+        # The tests check the stream's semantics and name the torch collections; the int8
+        # default (auto on CPU) is covered by tests/unit/test_backends.py and the benchmark.
+        "ASTRO_BACKEND": "torch",
         **overrides,
     }
 

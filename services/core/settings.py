@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Encoder device.")
     backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino"] = Field(
-        "torch",
+        "auto",
         description=(
             "Encoder runtime. onnx/onnx-int8/openvino: the model exported once to ONNX "
             "(under ASTRO_DATA_DIR/onnx) and run by onnxruntime (fp32 or int8) or OpenVINO "
@@ -76,7 +76,21 @@ class Settings(BaseSettings):
             "(docs/performance.md). auto: onnx-int8 on CPU, torch on a GPU."
         ),
     )
-    batch_size: int = Field(64, ge=1, le=4096, description="Sentences per encode batch.")
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Sentences per encode batch. Unset: 64.",
+    )
+    batch_tokens: int | None = Field(
+        None,
+        ge=8,
+        le=1_000_000,
+        description=(
+            "Padded tokens per encode batch, longest sentences first. Unset: 1024 for the "
+            "ONNX backends on CPU, no cap for torch (docs/performance.md)."
+        ),
+    )
     batch_window_ms: int = Field(
         200, ge=0, le=60_000, description="Max wait to fill a micro-batch of papers (ms)."
     )

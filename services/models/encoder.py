@@ -20,6 +20,7 @@ import numpy as np
 
 from services.core.errors import ConfigError
 from services.core.settings import Settings
+from services.models.batching import token_batches
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -91,6 +92,21 @@ def pick_backend(requested: str, device: str) -> str:
     return requested
 
 
+def default_batch_size(backend: str, device: str) -> int:
+    """Sentences per forward pass when ``ASTRO_BATCH_SIZE`` is unset: 64 (capped by tokens on CPU)."""
+    return 64
+
+
+def default_max_tokens(backend: str, device: str) -> int | None:
+    """Padded tokens per forward pass when ``ASTRO_BATCH_TOKENS`` is unset.
+
+    1,024 for the ONNX backends on CPU: with longest-first batches that is ~20 astro-ph
+    sentences, and it cost int8 the least CPU per sentence, like a batch of 16 and 1.6-2x
+    less than a flat 64 (docs/performance.md); torch and GPUs: no cap.
+    """
+    return 1024 if backend != "torch" and device == "cpu" else None
+
+
 def backend_version(version: str, backend: str) -> str:
     """The version tag of ``backend``'s vectors: ``-onnx``, ``-onnx-int8``, ``-openvino`` after it.
 
@@ -106,7 +122,9 @@ class Encoder:
     Args:
         model: ``bundled``, a local directory, or a hub id.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        batch_size: sentences per forward pass.
+        batch_size: sentences per forward pass (None: :func:`default_batch_size`).
+        max_tokens: padded tokens per forward pass (None: no cap); see
+            :func:`services.models.batching.token_batches`.
         max_seq_length: tokens kept per sentence.
         backend: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``auto`` (onnx-int8 on
             CPU, torch on a GPU).
@@ -117,10 +135,11 @@ class Encoder:
         self,
         model: str,
         device: str = "auto",
-        batch_size: int = 64,
+        batch_size: int | None = 64,
         max_seq_length: int = 256,
         backend: str = "torch",
         cache_dir: Path | str = Path("data") / "onnx",
+        max_tokens: int | None = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -150,7 +169,8 @@ class Encoder:
         else:
             limit = self.model.max_seq_length or max_seq_length
             self.model.max_seq_length = min(max_seq_length, limit)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(self.backend, self.device)
+        self.max_tokens = max_tokens or default_max_tokens(self.backend, self.device)
         dim = self.model.get_embedding_dimension()
         if not dim:
             raise ConfigError(f"ASTRO_MODEL={model!r} does not declare an embedding dimension")
@@ -199,14 +219,25 @@ class Encoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
             if self.onnx is not None:
-                return self.onnx.encode(texts, self.batch_size)
-            vectors = self.model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+                return self.onnx.encode(texts, self.batch_size, self.max_tokens)
+            if self.max_tokens is None:
+                return self._torch_encode(texts)
+            tokenizer = self.model.tokenizer
+            ids = tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)
+            lengths = [len(row) for row in ids["input_ids"]]
+            out = np.empty((len(texts), self.dim), dtype=np.float32)
+            for rows in token_batches(lengths, self.batch_size, self.max_tokens):
+                out[rows] = self._torch_encode([texts[i] for i in rows])
+            return out
+
+    def _torch_encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32)
 
     async def aencode(self, texts: list[str]) -> np.ndarray:
@@ -227,4 +258,5 @@ def load_encoder(settings: Settings, model: str | None = None) -> Encoder:
         settings.max_seq_length,
         backend=settings.backend,
         cache_dir=settings.data_dir / "onnx",
+        max_tokens=settings.batch_tokens,
     )

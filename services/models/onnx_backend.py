@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from services.core.errors import ConfigError
+from services.models.batching import token_batches
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -221,15 +222,29 @@ class OnnxSentenceModel:
         else:
             self._run, self.inputs, self.dim = _onnxruntime(path, threads)
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(
+        self, texts: list[str], batch_size: int, max_tokens: int | None = None
+    ) -> np.ndarray:
+        """Tokenise every text once, then run batches of :func:`token_batches` (longest first,
+        at most ``batch_size`` texts and ``max_tokens`` padded tokens each)."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            out[rows] = self.encode_batch([texts[i] for i in rows])
+        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+        lengths = [len(ids) for ids in tokens["input_ids"]]
+        pad = self.tokenizer.pad_token_id or 0
+        for rows in token_batches(lengths, batch_size, max_tokens):
+            width = max(lengths[i] for i in rows)
+            feeds = {}
+            for name in self.inputs:
+                fill = pad if name == "input_ids" else 0
+                array = np.full((len(rows), width), fill, dtype=np.int64)
+                for row, i in enumerate(rows):
+                    array[row, : lengths[i]] = tokens[name][i]
+                feeds[name] = array
+            out[rows] = self._forward(feeds)
         return out
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
+        """One forward pass over ``texts`` (padded to the longest)."""
         batch = self.tokenizer(
             texts,
             padding=True,
@@ -237,7 +252,11 @@ class OnnxSentenceModel:
             max_length=self.max_seq_length,
             return_tensors="np",
         )
-        feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in self.inputs}
+        return self._forward(
+            {name: np.asarray(batch[name], dtype=np.int64) for name in self.inputs}
+        )
+
+    def _forward(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         tokens = np.asarray(self._run(feeds), dtype=np.float32)
         mask = feeds["attention_mask"][..., None].astype(np.float32)
         if self.pooling == "mean":

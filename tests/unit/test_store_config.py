@@ -73,3 +73,30 @@ def test_a_web_server_that_is_not_qdrant_is_a_config_error(web_server: str) -> N
             store.ensure_collections()
     finally:
         store.close()
+
+
+def test_local_storage_is_tuned_to_wal_and_keeps_every_point(tmp_path: Path) -> None:
+    """Local mode's SQLite files go to WAL on the first write; the points survive a reopen."""
+    import sqlite3
+
+    import numpy as np
+
+    settings = load_settings(data_dir=tmp_path)
+    store = VectorStore(settings, 4, "test")
+    vectors = np.eye(4, dtype=np.float32)
+    ids = [f"00000000-0000-0000-0000-00000000000{i}" for i in range(4)]
+    try:
+        store.ensure_collections()
+        store.upsert(store.sentences, ids, vectors, [{"arxiv_id": f"p{i}"} for i in range(4)])
+    finally:
+        store.close()
+    files = list((tmp_path / "qdrant").rglob("storage.sqlite"))
+    assert files
+    for path in files:
+        with sqlite3.connect(path) as connection:
+            assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store = VectorStore(settings, 4, "test")
+    try:
+        assert store.count(store.sentences) == 4
+    finally:
+        store.close()
