@@ -30,6 +30,7 @@ from services.kafka.broker import port_open
 from services.models.encoder import Encoder, backend_version, derive_model_version, load_encoder
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
+from services.web.pages import register_web
 from services.worker.lag import install_lag
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
                 runtime.feedback,
                 settings.api_token,
                 settings.webhook_allow_private,
+            )
+            register_web(
+                app.web.web_app,  # type: ignore[attr-defined]
+                subs=runtime.subscriptions,
+                feedback=runtime.feedback,
+                reads=Reads(runtime.serving),
+                readiness=runtime.readiness,
+                data_dir=settings.data_dir,
+                allow_private=settings.webhook_allow_private,
+                public_url=getattr(settings, "public_url", None),
+                roles=frozenset(settings.role_set),
             )
     return app, runtime
 
