@@ -56,6 +56,11 @@ STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 20
 MAX_SECRET_CHARS = 256
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Per request: this browser's CSRF nonce, whether it is new (set its cookie), and the owner a
+# page's token is for when the request itself just minted the key.
+NONCE = web.RequestKey("csrf_nonce", str)
+NONCE_NEW = web.RequestKey("csrf_new", bool)
+TOKEN_OWNER = web.RequestKey("csrf_owner", str)
 
 
 class Forbidden(AstrostreamError):
@@ -163,11 +168,11 @@ class Pages:
         return owner_id(secret) if secret else None
 
     def nonce(self, request: web.Request) -> str:
-        if "csrf_nonce" not in request:
+        if NONCE not in request:
             given = request.cookies.get(CSRF_COOKIE)
-            request["csrf_nonce"] = given or new_nonce()
-            request["csrf_new"] = not given
-        return str(request["csrf_nonce"])
+            request[NONCE] = given or new_nonce()
+            request[NONCE_NEW] = not given
+        return request[NONCE]
 
     def secure(self, request: web.Request) -> bool:
         return is_https(request.scheme, self.public_url)
@@ -190,7 +195,7 @@ class Pages:
     ) -> web.Response:
         nonce = self.nonce(request)
         page = {
-            "csrf": csrf_token(self.key, nonce, request.get("csrf_owner") or self.owner(request)),
+            "csrf": csrf_token(self.key, nonce, request.get(TOKEN_OWNER) or self.owner(request)),
             "has_key": self.secret(request) is not None,
             "path": request.path,
             **context,
@@ -204,7 +209,7 @@ class Pages:
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         )
-        if request.get("csrf_new"):
+        if request.get(NONCE_NEW):
             self.set_cookie(request, response, CSRF_COOKIE, nonce)
         return response
 
@@ -306,7 +311,7 @@ class Pages:
         SUBSCRIPTIONS.set(await self.subs.store.run(self.subs.count_sync))
         titles = await self.titles(created["arxiv_ids"])
         if minted:  # the new owner's page renders with the new key's token
-            request["csrf_owner"] = owner_id(secret)
+            request[TOKEN_OWNER] = owner_id(secret)
         response = self.render(
             request,
             "created.html",
