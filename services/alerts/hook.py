@@ -28,6 +28,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from qdrant_client import models as qm
 
 from services.alerts.feedback import FeedbackStore
+from services.alerts.filters import (
+    REASON_AUTHOR,
+    REASON_INTERESTS,
+    author_key,
+    author_keys,
+    passes_cross_lists,
+    passes_terms,
+)
 from services.alerts.matcher import (
     CorpusStats,
     Entry,
@@ -52,7 +60,8 @@ T = TypeVar("T")
 
 QUERIES_PER_REQUEST = 256  # sentence searches per batched Qdrant request
 BOOTSTRAP_SENTENCES = 20_000  # indexed sentences read at start to seed the IDF
-META_CACHE = 10_000  # subscriptions whose metadata is kept in memory (they are immutable)
+META_CACHE = 10_000  # subscriptions whose metadata is kept in memory
+META_TTL_S = 10.0  # a cached subscription is re-read after this long (PUT/PATCH changes it)
 IDF_REFRESH = 0.05  # recompute a subscription's TF-IDF centroid when the corpus grew by 5 %
 MAX_ALERTS_LIMIT = 500
 HIT_FIELDS = ["subscription_id", "interest"]
@@ -111,6 +120,10 @@ class AlertMatcher:
         self.corpus = prior.copy() if prior is not None else CorpusStats()
         self._bootstrapped = False
         self._meta: OrderedDict[str, SubscriptionMeta] = OrderedDict()
+        self._meta_at: dict[str, float] = {}
+        # Followed authors: author_key -> subscription ids, re-read every META_TTL_S.
+        self._authors: dict[str, set[str]] = {}
+        self._authors_at = -META_TTL_S
         self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
         self.max_backoff_s = 30.0
 
@@ -143,10 +156,14 @@ class AlertMatcher:
             terms = term_counts(" ".join([item.paper.title, *item.sentences]))
             self.corpus.add(terms)
             counts.append(terms)
-        if not await self._call(self._any_interests):
+        await self._refresh_authors()
+        if not self._authors and not await self._call(self._any_interests):
             return []  # no subscriptions: skip the searches (costly in local mode)
         hits = await self._percolate(papers)
-        metas = await self._metas(sorted({sub for per in hits for sub in per}))
+        followed = [self._followed_by(item.paper.authors) for item in papers]
+        metas = await self._metas(
+            sorted({sub for per in hits for sub in per} | {s for f in followed for s in f})
+        )
         muted = (
             await self._call(
                 self.feedback.muted_sync, sorted(metas), [p.paper.arxiv_id for p in papers]
@@ -160,13 +177,19 @@ class AlertMatcher:
         for row, (item, paper_hits) in enumerate(zip(papers, hits, strict=True)):
             paper = item.paper
             vector = tfidf(counts[row], self.corpus)
+            for sub_id in followed[row]:
+                paper_hits.setdefault(sub_id, [])
             for sub_id, entries in paper_hits.items():
                 meta = metas.get(sub_id)
                 if meta is None or paper.arxiv_id in meta.arxiv_ids:
                     continue  # being created or deleted, or one of its own seed papers
                 if paper.arxiv_id in muted.get(sub_id, ()):
                     continue  # its reader said: not relevant
-                if meta.categories and not set(meta.categories) & set(paper.categories):
+                by_author = sub_id in followed[row] and self._follows(meta, paper.authors)
+                if not _passes_filters(meta, item, by_author):
+                    continue
+                if not entries:  # reached only through a followed author
+                    candidates.append((item, _author_alert(meta, item, self.store.model_version)))
                     continue
                 scored = score_subscription(
                     entries,
@@ -176,7 +199,7 @@ class AlertMatcher:
                     method=self.aggregation,
                     **({"weight": self.lexical_weight} if self.lexical_weight is not None else {}),
                 )
-                if scored.score < meta.threshold:
+                if scored.score < meta.threshold and not by_author:
                     continue
                 matches = [
                     Match(
@@ -196,6 +219,7 @@ class AlertMatcher:
                     score=round(scored.score, 6),
                     matches=matches,
                     model_version=self.store.model_version,
+                    reason=REASON_AUTHOR if by_author else REASON_INTERESTS,
                 )
                 candidates.append((item, alert))
         existing = await self._call(
@@ -271,17 +295,47 @@ class AlertMatcher:
         return found
 
     async def _metas(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
-        missing = [s for s in sub_ids if s not in self._meta]
+        now = time.monotonic()
+        missing = [s for s in sub_ids if s not in self._meta or now - self._meta_at[s] > META_TTL_S]
         if missing:
-            for sub_id, meta in (await self._call(self.subs.meta_sync, missing)).items():
+            found = await self._call(self.subs.meta_sync, missing)
+            for sub_id in missing:
+                if sub_id not in found:  # deleted meanwhile
+                    self._meta.pop(sub_id, None)
+                    self._meta_at.pop(sub_id, None)
+            for sub_id, meta in found.items():
+                old = self._meta.get(sub_id)
+                if old is not None and old.interests != meta.interests:
+                    self._lexical.pop(sub_id, None)
                 self._meta[sub_id] = meta
+                self._meta_at[sub_id] = now
             while len(self._meta) > META_CACHE:
                 evicted, _ = self._meta.popitem(last=False)
                 self._lexical.pop(evicted, None)
+                self._meta_at.pop(evicted, None)
         for sub_id in sub_ids:
             if sub_id in self._meta:
                 self._meta.move_to_end(sub_id)
         return {s: self._meta[s] for s in sub_ids if s in self._meta}
+
+    async def _refresh_authors(self) -> None:
+        """Re-read the followed authors of every subscription, at most every META_TTL_S."""
+        if time.monotonic() - self._authors_at < META_TTL_S:
+            return
+        self._authors = await self._call(self.subs.followed_authors_sync)
+        self._authors_at = time.monotonic()
+
+    def _followed_by(self, authors: list[str]) -> set[str]:
+        """Subscriptions that follow one of these authors (by the cached index)."""
+        found: set[str] = set()
+        for key in author_keys(authors):
+            found |= self._authors.get(key, set())
+        return found
+
+    @staticmethod
+    def _follows(meta: SubscriptionMeta, authors: list[str]) -> bool:
+        """Confirmed against the subscription's current metadata (the index may be stale)."""
+        return bool({author_key(a) for a in meta.authors} & author_keys(authors))
 
     def _centroid(self, meta: SubscriptionMeta) -> dict[str, float]:
         """The subscription's TF-IDF centroid, recomputed as the IDF drifts."""
@@ -338,6 +392,35 @@ class AlertMatcher:
         return await until_available(
             lambda: store.run(fn, *args), "alerts", max_backoff_s=self.max_backoff_s
         )
+
+
+def _passes_filters(meta: SubscriptionMeta, item: IndexedPaper, by_author: bool) -> bool:
+    """Exclude terms always apply; categories, cross-lists and include terms unless followed."""
+    paper = item.paper
+    text = f"{paper.title}\n{paper.abstract}"
+    if by_author:
+        return passes_terms(text, (), meta.exclude_terms)
+    if meta.categories and not set(meta.categories) & set(paper.categories):
+        return False
+    if not passes_cross_lists(paper.categories, meta.categories, meta.cross_lists):
+        return False
+    return passes_terms(text, meta.include_terms, meta.exclude_terms)
+
+
+def _author_alert(meta: SubscriptionMeta, item: IndexedPaper, model_version: str) -> Alert:
+    """An alert for a followed author's paper that no interest reached: no score, no evidence."""
+    paper = item.paper
+    return Alert(
+        alert_id=alert_id(meta.id, paper.arxiv_id),
+        subscription_id=meta.id,
+        arxiv_id=paper.arxiv_id,
+        version=paper.version,
+        title=paper.title,
+        score=0.0,
+        matches=[],
+        model_version=model_version,
+        reason=REASON_AUTHOR,
+    )
 
 
 def _payload(alert: Alert, digest: str) -> dict[str, Any]:

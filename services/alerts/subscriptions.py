@@ -15,6 +15,7 @@ lives only in a worker's memory:
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from qdrant_client import models as qm
 
+from services.alerts.filters import author_key
 from services.alerts.matcher import term_counts
 from services.alerts.webhooks import UnsafeUrl, check_url
 from services.core.clock import utcnow
@@ -48,6 +50,15 @@ MAX_QUERY_CHARS = 2000
 MAX_NAME_CHARS = 200
 MAX_CATEGORIES = 20
 MAX_SUBSCRIPTIONS_LISTED = 10_000
+MAX_TERMS = 50  # include or exclude terms
+MAX_TERM_CHARS = 100
+MAX_AUTHORS = 100
+MAX_AUTHOR_CHARS = 200
+MAX_EMAIL_CHARS = 254
+EMAIL_RE = re.compile(
+    r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+Digest = Literal["off", "daily", "weekly"]
 DEFAULT_THRESHOLD = 0.05  # ~ the 99th percentile of unrelated papers (docs/alerts.md)
 
 
@@ -79,6 +90,52 @@ class SubscriptionRequest(BaseModel):
     categories: list[str] = Field(default_factory=list)
     webhook: str | None = None
     webhook_secret: str | None = None
+    digest: Digest = "off"
+    email: str | None = None  # where digests go
+    include_terms: list[str] = Field(default_factory=list)
+    exclude_terms: list[str] = Field(default_factory=list)
+    authors: list[str] = Field(default_factory=list)  # followed authors: always alert
+    cross_lists: bool = True  # False: only papers whose primary category is in categories
+
+    @field_validator("include_terms", "exclude_terms")
+    @classmethod
+    def _terms(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_TERMS:
+            raise ValueError(f"at most {MAX_TERMS} terms, got {len(value)}")
+        for i, term in enumerate(value):
+            if not term.strip():
+                raise ValueError(f"term {i} is empty")
+            if len(term) > MAX_TERM_CHARS:
+                raise ValueError(f"term {i} has {len(term)} characters, max {MAX_TERM_CHARS}")
+        return list(dict.fromkeys(" ".join(t.split()) for t in value))
+
+    @field_validator("authors")
+    @classmethod
+    def _authors(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_AUTHORS:
+            raise ValueError(f"at most {MAX_AUTHORS} authors, got {len(value)}")
+        for i, name in enumerate(value):
+            if len(name) > MAX_AUTHOR_CHARS:
+                raise ValueError(f"author {i} has {len(name)} characters, max {MAX_AUTHOR_CHARS}")
+            if not author_key(name):
+                raise ValueError(f"author {i} ({name!r}) has no name in it")
+        return list(dict.fromkeys(" ".join(n.split()) for n in value))
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value) > MAX_EMAIL_CHARS or not EMAIL_RE.match(value):
+            raise ValueError(f"not an e-mail address: {value[:80]!r} (expected name@example.org)")
+        return value
+
+    @field_validator("cross_lists", mode="before")
+    @classmethod
+    def _cross_lists(cls, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, got {value!r}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -163,14 +220,18 @@ def parse_request(body: Any) -> SubscriptionRequest:
         )
         raise InvalidSubscription("; ".join(problems)) from None
     interests = len(request.queries) + len(request.arxiv_ids)
-    if interests == 0:
-        raise InvalidSubscription("a subscription needs at least one of queries or arxiv_ids")
+    if interests == 0 and not request.authors:
+        raise InvalidSubscription(
+            "a subscription needs at least one of queries, arxiv_ids or authors"
+        )
     if interests > MAX_INTERESTS:
         raise InvalidSubscription(
             f"too many interests: {interests} queries and arxiv_ids, max {MAX_INTERESTS}"
         )
     if request.webhook_secret and not request.webhook:
         raise InvalidSubscription("webhook_secret given without webhook")
+    if request.digest != "off" and not request.email:
+        raise InvalidSubscription(f"digest {request.digest!r} needs an email address")
     return request
 
 
@@ -214,6 +275,16 @@ class SubscriptionMeta(BaseModel):
     model_version: str | None = None
     webhook: Webhook | None = None
     owner: str | None = None  # owners.owner_id of the owner's secret; never shown
+    # Capability for the feed and e-mail links; stored as is (the owner sees the link again),
+    # never in public(); rotating it revokes the old links.
+    feed_token: str | None = None
+    digest: Digest = "off"
+    email: str | None = None
+    include_terms: list[str] = []
+    exclude_terms: list[str] = []
+    authors: list[str] = []
+    cross_lists: bool = True
+    updated_at: str | None = None
 
     def payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -231,6 +302,13 @@ class SubscriptionMeta(BaseModel):
             "interest_vectors": self.points,
             "model_version": self.model_version,
             "webhook": self.webhook.url if self.webhook else None,
+            "digest": self.digest,
+            "email": self.email,
+            "include_terms": self.include_terms,
+            "exclude_terms": self.exclude_terms,
+            "authors": self.authors,
+            "cross_lists": self.cross_lists,
+            "updated_at": self.updated_at,
         }
 
 
@@ -240,6 +318,44 @@ def check_subscription_id(raw: str) -> str:
         return uuid.UUID(raw).hex
     except ValueError:
         raise NotFound(f"subscription {raw} does not exist") from None
+
+
+def new_feed_token() -> str:
+    """A capability for a subscription's feed and e-mail links (not the owner secret)."""
+    return secrets.token_urlsafe(24)
+
+
+def _request_fields(request: SubscriptionRequest) -> dict[str, Any]:
+    """The metadata fields that come straight from the request."""
+    return {
+        "name": request.name,
+        "threshold": request.threshold,
+        "categories": request.categories,
+        "queries": request.queries,
+        "arxiv_ids": request.arxiv_ids,
+        "digest": request.digest,
+        "email": request.email,
+        "include_terms": request.include_terms,
+        "exclude_terms": request.exclude_terms,
+        "authors": request.authors,
+        "cross_lists": request.cross_lists,
+    }
+
+
+def _by_sub(sub_id: str) -> qm.Filter:
+    return qm.Filter(
+        must=[qm.FieldCondition(key="subscription_id", match=qm.MatchValue(value=sub_id))]
+    )
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A subscription's interests and the points that hold their vectors."""
+
+    interests: list[Interest]
+    ids: list[str]
+    vectors: np.ndarray
+    payloads: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -299,11 +415,120 @@ class SubscriptionStore:
             UnknownPaper: naming the arXiv ids that are not indexed.
             InvalidSubscription: for a webhook that points to a private address.
         """
+        await self._check_webhook(request, allow_private)
+        sub_id = uuid.uuid4().hex
+        built = await self._interests(sub_id, request)
+        secret = request.webhook_secret or (secrets.token_hex(32) if request.webhook else None)
+        meta = SubscriptionMeta(
+            id=sub_id,
+            created_at=utcnow().isoformat(),
+            interests=built.interests,
+            points=len(built.ids),
+            model_version=self.store.model_version,
+            webhook=Webhook(url=request.webhook, secret=secret)
+            if request.webhook and secret
+            else None,
+            owner=owner,
+            feed_token=new_feed_token(),
+            **_request_fields(request),
+        )
+        store = self.store
+        if built.ids:
+            await store.run(
+                store.upsert, store.subscriptions, built.ids, built.vectors, built.payloads
+            )
+        # Metadata last: a subscription whose metadata is missing is never matched.
+        await store.run(self._put_meta_sync, sub_id, meta)
+        view = meta.public()
+        if secret:
+            view["webhook_secret"] = secret
+        return view
+
+    async def update(
+        self, raw_id: str, request: SubscriptionRequest, allow_private: bool
+    ) -> dict[str, Any]:
+        """Replace what a subscription asks for; keep its id, owner, feed token, creation time.
+
+        Interest vectors are re-encoded only when the queries or seed papers changed (new
+        vectors are written before the surplus old ones are removed, so matching never sees
+        an empty subscription); otherwise their threshold and categories are updated in place.
+        Feedback and alerts stay. An unchanged webhook URL keeps its secret unless a new
+        one is given.
+
+        Raises:
+            NotFound: for a malformed or unknown id.
+            UnknownPaper: naming the arXiv ids that are not indexed.
+            InvalidSubscription: for a webhook that points to a private address.
+        """
+        old = await self.get_meta(raw_id)
+        await self._check_webhook(request, allow_private)
+        sub_id = old.id
+        store = self.store
+        changes: dict[str, Any] = dict(_request_fields(request))
+        same_interests = request.queries == old.queries and request.arxiv_ids == old.arxiv_ids
+        if same_interests and old.model_version == store.model_version:
+            fields = {"threshold": request.threshold, "categories": request.categories}
+            await store.run(self._set_interest_payload_sync, sub_id, fields)
+        else:
+            built = await self._interests(sub_id, request)
+            points = len(built.ids)
+            if built.ids:
+                await store.run(
+                    store.upsert, store.subscriptions, built.ids, built.vectors, built.payloads
+                )
+            surplus = [interest_point_id(sub_id, i) for i in range(points, old.points)]
+            if surplus:
+                await store.run(self._delete_points_sync, surplus)
+            changes.update(
+                interests=built.interests, points=points, model_version=store.model_version
+            )
+        if not request.webhook:
+            changes["webhook"] = None
+        elif old.webhook and old.webhook.url == request.webhook and not request.webhook_secret:
+            changes["webhook"] = old.webhook
+        else:
+            secret = request.webhook_secret or secrets.token_hex(32)
+            changes["webhook"] = Webhook(url=request.webhook, secret=secret)
+        changes["updated_at"] = utcnow().isoformat()
+        meta = old.model_copy(update=changes)
+        await store.run(self._put_meta_sync, sub_id, meta)
+        view = meta.public()
+        if meta.webhook and meta.webhook is not old.webhook:
+            view["webhook_secret"] = meta.webhook.secret
+        return view
+
+    async def rotate_feed_token(self, raw_id: str) -> str:
+        """A new feed token for the subscription; the old feed and unsubscribe links stop working.
+
+        Raises:
+            NotFound: for a malformed or unknown id.
+        """
+        old = await self.get_meta(raw_id)
+        token = new_feed_token()
+        meta = old.model_copy(update={"feed_token": token, "updated_at": utcnow().isoformat()})
+        await self.store.run(self._put_meta_sync, old.id, meta)
+        return token
+
+    async def set_digest(self, raw_id: str, digest: Digest) -> SubscriptionMeta:
+        """Change only the digest cadence (the one-click unsubscribe link turns it off)."""
+        old = await self.get_meta(raw_id)
+        meta = old.model_copy(update={"digest": digest, "updated_at": utcnow().isoformat()})
+        await self.store.run(self._put_meta_sync, old.id, meta)
+        return meta
+
+    async def _check_webhook(self, request: SubscriptionRequest, allow_private: bool) -> None:
         if request.webhook:
             try:
                 await check_url(request.webhook, allow_private)
             except UnsafeUrl as exc:
                 raise InvalidSubscription(f"webhook: {exc}") from None
+
+    async def _interests(self, sub_id: str, request: SubscriptionRequest) -> _Built:
+        """Resolve seeds, encode queries: the interest vectors of a subscription and their payloads.
+
+        Raises:
+            UnknownPaper: naming the arXiv ids that are not indexed.
+        """
         store = self.store
         seeds = await store.run(self.resolve_seeds_sync, request.arxiv_ids)
         unknown = [a for a in request.arxiv_ids if a not in seeds]
@@ -314,7 +539,6 @@ class SubscriptionStore:
             if request.queries
             else np.zeros((0, store.dim), dtype=np.float32)
         )
-        sub_id = uuid.uuid4().hex
         interests: list[Interest] = []
         labels: list[tuple[int, str, str, str]] = []  # interest index, label, kind, text
         rows: list[np.ndarray] = []
@@ -330,7 +554,9 @@ class SubscriptionStore:
             interests.append(Interest(interest=arxiv_id, kind="paper", terms=_terms(text)))
             labels.extend((index, arxiv_id, "sentence", s) for s in seed.sentences)
             rows.append(seed.vectors)
-        vectors = np.vstack(rows).astype(np.float32)
+        vectors = (
+            np.vstack(rows).astype(np.float32) if rows else np.zeros((0, store.dim), np.float32)
+        )
         points = len(labels)
         payloads = [
             {
@@ -346,30 +572,17 @@ class SubscriptionStore:
             for index, label, kind, text in labels
         ]
         ids = [interest_point_id(sub_id, i) for i in range(points)]
-        secret = request.webhook_secret or (secrets.token_hex(32) if request.webhook else None)
-        meta = SubscriptionMeta(
-            id=sub_id,
-            name=request.name,
-            created_at=utcnow().isoformat(),
-            threshold=request.threshold,
-            categories=request.categories,
-            queries=request.queries,
-            arxiv_ids=request.arxiv_ids,
-            interests=interests,
-            points=points,
-            model_version=store.model_version,
-            webhook=Webhook(url=request.webhook, secret=secret)
-            if request.webhook and secret
-            else None,
-            owner=owner,
+        return _Built(interests, ids, vectors, payloads)
+
+    def _set_interest_payload_sync(self, sub_id: str, fields: dict[str, Any]) -> None:
+        self.store.client.set_payload(
+            self.store.subscriptions, fields, points=_by_sub(sub_id), wait=True
         )
-        await store.run(store.upsert, store.subscriptions, ids, vectors, payloads)
-        # Metadata last: a subscription whose metadata is missing is never matched.
-        await store.run(self._put_meta_sync, sub_id, meta)
-        view = meta.public()
-        if secret:
-            view["webhook_secret"] = secret
-        return view
+
+    def _delete_points_sync(self, ids: list[str]) -> None:
+        self.store.client.delete(
+            self.store.subscriptions, qm.PointIdsList(points=list[Any](ids)), wait=True
+        )
 
     def resolve_seeds_sync(self, arxiv_ids: list[str]) -> dict[str, Seed]:
         store = self.store
@@ -448,6 +661,25 @@ class SubscriptionStore:
 
         await self.store.run(remove)
         return {"deleted": sub_id}
+
+    def followed_authors_sync(self) -> dict[str, set[str]]:
+        """``author_key`` -> ids of the subscriptions that follow that author (blocking)."""
+        if not self.store.client.collection_exists(self.meta):
+            return {}
+        index: dict[str, set[str]] = {}
+        offset = None
+        while True:
+            records, offset = self.store.client.scroll(
+                self.meta, limit=1000, offset=offset, with_payload=["id", "authors"]
+            )
+            for record in records:
+                payload = record.payload or {}
+                for name in payload.get("authors") or ():
+                    key = author_key(str(name))
+                    if key:
+                        index.setdefault(key, set()).add(str(payload.get("id")))
+            if offset is None:
+                return index
 
     def count_sync(self) -> int:
         return self.store.count(self.meta)

@@ -192,6 +192,8 @@ class Alert(BaseModel):
     # Calibrated relevance in [0, 1] that a person can read (see docs/alerts.md); None in
     # alerts stored before it existed.
     relevance: float | None = None
+    # Why it alerted: "author you follow" or "related to your interests" (None: older alerts).
+    reason: str | None = None
     matches: list[Match] = Field(default_factory=list)
     model_version: str
     created_at: dt.datetime = Field(default_factory=utcnow)

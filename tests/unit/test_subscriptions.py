@@ -33,7 +33,17 @@ DIM = 8
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({}, "at least one of queries or arxiv_ids"),
+        ({}, "at least one of queries, arxiv_ids or authors"),
+        ({"include_terms": ["bars"]}, "at least one of queries, arxiv_ids or authors"),
+        ({"queries": ["x"], "digest": "daily"}, "needs an email address"),
+        ({"queries": ["x"], "digest": "hourly"}, "digest"),
+        ({"queries": ["x"], "email": "not-an-address"}, "email: not an e-mail address"),
+        ({"queries": ["x"], "include_terms": [" "]}, "include_terms: term 0 is empty"),
+        ({"queries": ["x"], "exclude_terms": ["t"] * 51}, "exclude_terms: at most 50 terms"),
+        ({"queries": ["x"], "exclude_terms": ["t" * 101]}, "max 100"),
+        ({"authors": ["..."]}, "authors: author 0"),
+        ({"authors": ["A. B"] * 101}, "at most 100 authors"),
+        ({"queries": ["x"], "cross_lists": "no"}, "cross_lists: must be true or false"),
         ({"queries": [], "arxiv_ids": []}, "at least one"),
         ({"queries": ["x"] * 2 + [f"q{i}" for i in range(MAX_INTERESTS)]}, "too many interests"),
         ({"queries": ["a" * 2001]}, "queries: query 0 has 2001 characters"),
@@ -310,7 +320,10 @@ def test_stored_metadata_reads_back_and_writes_the_same_json(subs: SubscriptionS
     meta = subs.meta_sync([sub_id])[sub_id]
     assert meta.webhook is not None and meta.webhook.secret == "s" * 64
     assert dict(meta.interests[0].terms) == {"bar": 1, "galact": 1}
-    assert json.dumps(meta.payload()) == json.dumps(STORED_META)
+    payload = meta.payload()
+    assert json.dumps({k: payload[k] for k in STORED_META}) == json.dumps(STORED_META)
+    # Fields added later read back as their defaults.
+    assert meta.feed_token is None and meta.digest == "off" and meta.cross_lists is True
     shown = asyncio.run(subs.get(sub_id))
     assert shown["webhook"] == "https://example.org/hook" and "webhook_secret" not in shown
     assert shown["interest_vectors"] == 3 and "interests" not in shown
@@ -347,3 +360,131 @@ def test_list_all_filters_by_owner(subs: SubscriptionStore) -> None:
     mine, theirs, everyone = asyncio.run(go())
     assert len(mine) == 1 and len(theirs) == 1 and mine != theirs
     assert sorted(everyone) == sorted(mine + theirs)
+
+
+def test_update_keeps_identity_and_re_embeds_only_changed_interests(
+    subs: SubscriptionStore,
+) -> None:
+    from services.alerts import owners
+
+    seed = paper("2501.00001", "Bars in disc galaxies")
+    index(subs.store, seed, ["Bars drive gas.", "Discs."], np.vstack([unit(1), unit(0, 1)]))
+    alice = owners.owner_id("a" * 32)
+
+    async def go() -> None:
+        created = await subs.create(
+            parse_request({"queries": ["galactic bars"], "arxiv_ids": [seed.arxiv_id]}),
+            False,
+            owner=alice,
+        )
+        before = await subs.get_meta(created["id"])
+        assert before.feed_token and "feed_token" not in created
+        # Same interests: no new vectors; threshold and filters change in place.
+        same = await subs.update(
+            created["id"],
+            parse_request(
+                {
+                    "queries": ["galactic bars"],
+                    "arxiv_ids": [seed.arxiv_id],
+                    "threshold": 0.5,
+                    "include_terms": ["bar"],
+                    "authors": ["Doe, J."],
+                    "digest": "weekly",
+                    "email": "jane@example.org",
+                }
+            ),
+            False,
+        )
+        after = await subs.get_meta(created["id"])
+        assert (after.id, after.owner, after.feed_token, after.created_at) == (
+            before.id,
+            before.owner,
+            before.feed_token,
+            before.created_at,
+        )
+        assert after.interests == before.interests and same["threshold"] == 0.5
+        assert same["digest"] == "weekly" and same["authors"] == ["Doe, J."]
+        thresholds = {
+            (r.payload or {})["threshold"]
+            for r in subs.store.client.scroll(subs.store.subscriptions, limit=100)[0]
+        }
+        assert thresholds == {0.5} and subs.store.count(subs.store.subscriptions) == 3
+        # Fewer interests: re-embedded, the surplus vectors are gone.
+        fewer = await subs.update(created["id"], parse_request({"queries": ["dark matter"]}), False)
+        assert fewer["interest_vectors"] == 1
+        assert subs.store.count(subs.store.subscriptions) == 1
+        # Only followed authors: no vectors at all.
+        await subs.update(created["id"], parse_request({"authors": ["Jane Doe"]}), False)
+        assert subs.store.count(subs.store.subscriptions) == 0
+        token = await subs.rotate_feed_token(created["id"])
+        assert token != before.feed_token
+        assert (await subs.get_meta(created["id"])).feed_token == token
+        with pytest.raises(NotFound):
+            await subs.update(uuid.uuid4().hex, parse_request({"queries": ["x"]}), False)
+        with pytest.raises(UnknownPaper):
+            await subs.update(created["id"], parse_request({"arxiv_ids": ["2509.99999"]}), False)
+
+    asyncio.run(go())
+
+
+def test_matcher_applies_terms_cross_lists_and_followed_authors(subs: SubscriptionStore) -> None:
+    store = subs.store
+    seed = paper("2501.00001", "Bars in disc galaxies")
+    index(store, seed, ["Bars drive gas inwards."], unit(1)[None, :])
+
+    async def publish(alerts: list[Alert]) -> None:
+        return None
+
+    def indexed(p: Paper, vectors: np.ndarray) -> IndexedPaper:
+        record = RawRecord("t", 0, 0, None, None)
+        sentences = [f"s{i}" for i in range(len(vectors))]
+        return IndexedPaper(p, record, sentences, vectors, vectors.mean(axis=0), "d")
+
+    def make(arxiv_id: str, title: str, authors: list[str], categories: list[str]) -> Paper:
+        return Paper(
+            arxiv_id=arxiv_id,
+            title=title,
+            abstract="We study it.",
+            authors=authors,
+            categories=categories,
+        )
+
+    async def go() -> None:
+        base = {"arxiv_ids": [seed.arxiv_id], "threshold": 0.01}
+        include = await subs.create(parse_request({**base, "include_terms": ["gas"]}), False)
+        exclude = await subs.create(parse_request({**base, "exclude_terms": ["Gas"]}), False)
+        primary = await subs.create(
+            parse_request({**base, "categories": ["astro-ph.GA"], "cross_lists": False}), False
+        )
+        follower = await subs.create(
+            parse_request({"authors": ["Doe, Jane"], "exclude_terms": ["erratum"]}), False
+        )
+        both = await subs.create(
+            parse_request({**base, "threshold": 1.0, "authors": ["J. Doe"]}), False
+        )
+        matcher = AlertMatcher(subs, publish, WebhookSender())
+        near = unit(1, 0.1)[None, :]
+        far = unit(0, 0, 0, 1)[None, :]
+        # Related, cross-listed into GA, mentions gas, no followed author.
+        gas = make(
+            "2502.00001", "Gas inflow along bars", ["A. Author"], ["astro-ph.CO", "astro-ph.GA"]
+        )
+        got = {a.subscription_id: a for a in await matcher.match([indexed(gas, near)])}
+        assert set(got) == {include["id"], exclude["id"]} - {exclude["id"]}
+        assert got[include["id"]].reason == "related to your interests"
+        # A followed author's unrelated paper: alerts the followers, whatever the threshold.
+        doe = make("2502.00002", "Stellar flares", ["Jane Doe", "B. Other"], ["astro-ph.SR"])
+        got = {a.subscription_id: a for a in await matcher.match([indexed(doe, far)])}
+        assert set(got) == {follower["id"], both["id"]}
+        assert {a.reason for a in got.values()} == {"author you follow"}
+        assert got[follower["id"]].matches == [] and got[follower["id"]].score == 0.0
+        # Primary category in GA: the cross_lists=False subscription accepts it.
+        ga = make("2502.00003", "Bars again", ["C. Third"], ["astro-ph.GA", "astro-ph.CO"])
+        got = {a.subscription_id: a for a in await matcher.match([indexed(ga, near)])}
+        assert primary["id"] in got and include["id"] not in got  # no "gas" in the text
+        # An exclude term wins even over a followed author.
+        erratum = make("2502.00004", "Erratum: flares", ["Doe, J."], ["astro-ph.SR"])
+        got = {a.subscription_id: a for a in await matcher.match([indexed(erratum, far)])}
+        assert set(got) == {both["id"]}
+
+    asyncio.run(go())
