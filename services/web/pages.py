@@ -118,6 +118,9 @@ class Pages:
         r.add_post("/app/subscriptions/{sub_id}/feedback", self.route("web_feedback", self.mark))
         r.add_get("/app/subscriptions/{sub_id}/edit", self.route("web_edit", self.edit))
         r.add_post("/app/subscriptions/{sub_id}/edit", self.route("web_edit", self.save))
+        r.add_post(
+            "/app/subscriptions/{sub_id}/feed-token", self.route("web_feed", self.new_feed_link)
+        )
         r.add_get("/app/subscriptions/{sub_id}/delete", self.route("web_delete", self.confirm))
         r.add_post("/app/subscriptions/{sub_id}/delete", self.route("web_delete", self.delete))
         r.add_get("/app/search", self.route("web_search", self.search))
@@ -389,8 +392,9 @@ class Pages:
             params = {k: v for k, v in params.items() if v is not None}
             return f"{base}?{urlencode(params)}"
 
-        token = getattr(meta, "feed_token", None)
-        feed = f"/subscriptions/{meta.id}/feed.atom" + (f"?token={token}" if token else "")
+        feed = f"/subscriptions/{meta.id}/feed.atom" + (
+            f"?{urlencode({'token': meta.feed_token})}" if meta.feed_token else ""
+        )
         return self.render(
             request,
             "alerts.html",
@@ -410,7 +414,6 @@ class Pages:
                 "here": link(),
                 "feed_url": feed,
                 "features": features(),
-                "editable": hasattr(self.subs, "update"),
             },
         )
 
@@ -438,8 +441,6 @@ class Pages:
 
     async def edit(self, request: web.Request) -> web.StreamResponse:
         meta = await self.owned(request)
-        if not hasattr(self.subs, "update"):
-            raise NotFound("editing is not available in this version")
         return self.render(
             request,
             "edit.html",
@@ -449,12 +450,14 @@ class Pages:
     async def save(self, request: web.Request) -> web.StreamResponse:
         meta = await self.owned(request)
         form = await self.form(request)
-        update = getattr(self.subs, "update", None)
-        if update is None:
-            raise NotFound("editing is not available in this version")
         values = {**empty_values(), **{k: str(v) for k, v in form.items() if k != "csrf"}}
+        body = request_body(form)
+        if (
+            meta.webhook
+        ):  # set through the API; the form does not show it, so keep it (and its secret)
+            body["webhook"] = meta.webhook.url
         try:
-            await update(meta.id, parse_request(request_body(form)), self.allow_private)
+            await self.subs.update(meta.id, parse_request(body), self.allow_private)
         except InvalidRequest as exc:
             return self.render(
                 request,
@@ -468,6 +471,12 @@ class Pages:
                 status=422 if isinstance(exc, UnknownPaper) else 400,
             )
         return self.redirect(f"/app/subscriptions/{meta.id}")
+
+    async def new_feed_link(self, request: web.Request) -> web.StreamResponse:
+        meta = await self.owned(request)
+        await self.form(request)
+        await self.subs.rotate_feed_token(meta.id)
+        return self.redirect(f"/app/subscriptions/{meta.id}#feed")
 
     async def confirm(self, request: web.Request) -> web.StreamResponse:
         meta = await self.owned(request)

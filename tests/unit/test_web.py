@@ -381,3 +381,43 @@ def test_csrf_and_origin_rules() -> None:
     assert not same_origin("null", None, hosts)
     assert not same_origin("http://127.0.0.1:6067", None, hosts)
     assert not same_origin(None, "https://evil.example/", hosts)
+
+
+def test_edit_keeps_the_subscription_and_rotating_the_feed_link_revokes_the_old(
+    site: Site,
+) -> None:
+    async def scenario(site: Site, server: TestServer) -> None:
+        browser = Browser(server)
+        async with browser.http:
+            status, html = await create(
+                browser, queries="star clusters", authors="Smith, J.\nDoe, A.", digest="off"
+            )
+            assert status == 201, html
+            sub_id = sub_id_of(html)
+            base = f"/app/subscriptions/{sub_id}"
+            status, html = await browser.get(f"{base}/edit")
+            assert status == 200 and "star clusters</textarea>" in html
+            assert "Smith, J.\nDoe, A.</textarea>" in html
+            token = TOKEN.findall(html)[0]
+            form = {"csrf": token, "queries": "open clusters\ngaia", "digest": "weekly"}
+            status, html = await browser.post(f"{base}/edit", form)
+            assert status == 400 and "email" in html  # a digest needs an address
+            assert "open clusters\ngaia</textarea>" in html  # what was typed is kept
+            status, _ = await browser.post(f"{base}/edit", {**form, "email": "me@example.org"})
+            assert status == 303 and browser.last.headers["Location"] == base
+            meta = await site.subs.get_meta(sub_id)
+            assert (meta.queries, meta.digest, meta.email) == (
+                ["open clusters", "gaia"],
+                "weekly",
+                "me@example.org",
+            )
+            assert meta.authors == [] and meta.owner  # the form is the whole request
+            status, html = await browser.get(base)
+            old_link = re.findall(r'href="(/subscriptions/[^"]+/feed\.atom\?token=[^"]+)"', html)
+            assert old_link and "weekly to me@example.org" in html
+            status, _ = await browser.post(f"{base}/feed-token", {"csrf": token})
+            assert status == 303
+            status, html = await browser.get(base)
+            assert old_link[0] not in html and "/feed.atom?token=" in html
+
+    serve(site, scenario)
