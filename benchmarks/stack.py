@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -30,6 +31,8 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "ASTRO_WEB_PORT": str(self.port), **env}
+        # An operator token of its own unless the caller chose one: request() sends it.
+        self.env.setdefault("ASTRO_API_TOKEN", f"operator-{secrets.token_hex(12)}")
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -68,20 +71,25 @@ class WorkerProcess:
             time.sleep(0.3)
         raise TimeoutError(f"worker not ready after {timeout:.0f}s: {last}\n{self.tail()}")
 
-    def get(self, path: str) -> tuple[int, Any]:
+    def get(self, path: str, auth: bool = True) -> tuple[int, Any]:
         """GET a JSON endpoint: (status, body); (0, reason) when nothing answers."""
-        return self.request("GET", path)
+        return self.request("GET", path, auth=auth)
 
     def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
     ) -> tuple[int, Any]:
+        """A JSON request; with ``auth`` (and no Authorization header given) as the operator."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(
-            self.base + path,
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json", **(headers or {})},
-        )
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        token = self.env.get("ASTRO_API_TOKEN")
+        if auth and token and "Authorization" not in sent:
+            sent["Authorization"] = f"Bearer {token}"
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=30) as response:
                 raw = response.read()

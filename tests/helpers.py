@@ -32,6 +32,8 @@ def isolated_env(broker_url: str, folder: Any, name: str, **overrides: str) -> d
         "ASTRO_DATA_DIR": str(folder / "data"),
         "ASTRO_ROLES": "embed,alerts,api",
         "ASTRO_BATCH_WINDOW_MS": "100",
+        # The operator token: WorkerProcess.request sends it unless told not to (auth=False).
+        "ASTRO_API_TOKEN": f"operator-{name}-token",
         **overrides,
     }
 

@@ -342,6 +342,29 @@ def _request_fields(request: SubscriptionRequest) -> dict[str, Any]:
     }
 
 
+def request_body(meta: SubscriptionMeta) -> dict[str, Any]:
+    """A subscription as the request body that would create it (webhook secret left out).
+
+    ``PATCH`` merges its body into this; the web app fills its edit form from it.
+    """
+    fields = {
+        "name": meta.name,
+        "threshold": meta.threshold,
+        "categories": meta.categories,
+        "queries": meta.queries,
+        "arxiv_ids": meta.arxiv_ids,
+        "digest": meta.digest,
+        "email": meta.email,
+        "include_terms": meta.include_terms,
+        "exclude_terms": meta.exclude_terms,
+        "authors": meta.authors,
+        "cross_lists": meta.cross_lists,
+    }
+    if meta.webhook:
+        fields["webhook"] = meta.webhook.url
+    return fields
+
+
 def _by_sub(sub_id: str) -> qm.Filter:
     return qm.Filter(
         must=[qm.FieldCondition(key="subscription_id", match=qm.MatchValue(value=sub_id))]

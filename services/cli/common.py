@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from services.core.apitoken import client_token
 from services.core.errors import AstrostreamError
 from services.core.settings import Settings, load_settings
 
@@ -33,8 +34,9 @@ def api_request(
     url = f"{settings.http_base}{path}" + (f"?{query}" if query else "")
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if settings.api_token is not None:
-        headers["Authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
+    token = client_token(settings)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

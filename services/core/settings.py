@@ -91,7 +91,19 @@ class Settings(BaseSettings):
     # HTTP API
     web_host: str = Field("127.0.0.1", description="API bind address.")
     web_port: int = Field(6066, ge=1, le=65535, description="API port.")
-    api_token: SecretStr | None = Field(None, description="Bearer token for write endpoints.")
+    api_token: SecretStr | None = Field(
+        None,
+        description=(
+            "Operator bearer token (may do everything). Unset: generated once in "
+            "<data_dir>/api-token, which the CLI on the same machine reads."
+        ),
+    )
+    public_url: str | None = Field(
+        None,
+        description=(
+            "Base URL of feed, unsubscribe and e-mail links. Default: http://127.0.0.1:web_port."
+        ),
+    )
     api_url: str | None = Field(
         None,
         description="Where CLI commands reach a running API. Default: http://web_host:web_port.",
@@ -210,6 +222,11 @@ class Settings(BaseSettings):
     @property
     def http_base(self) -> str:
         return (self.api_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+    @property
+    def public_base(self) -> str:
+        """Where people reach the API: links in feeds and e-mails start with it."""
+        return (self.public_url or f"http://127.0.0.1:{self.web_port}").rstrip("/")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,19 +1,65 @@
-"""HTTP views of subscriptions and their alerts (api role)."""
+"""HTTP views of subscriptions, their alerts, feedback and feed token (api role).
+
+Who may do what (services.alerts.access): the operator token reaches everything; an owner's
+secret (``Authorization: Bearer <secret>``) reaches that owner's subscriptions; anyone may
+create one (a new owner secret is minted and returned once). For everything else about a
+subscription, a caller that may not see it gets the same 404 as for an unknown id.
+"""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Literal, cast
 
 import faust
+from aiohttp import web
 from pydantic import SecretStr
 
+from services.alerts import owners
+from services.alerts.access import Caller, bearer, caller_of, feed_token_ok, feed_url, may_read
+from services.alerts.feed import CONTENT_TYPE as ATOM_TYPE
+from services.alerts.feed import atom_feed
 from services.alerts.feedback import FeedbackStore, parse_feedback
 from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
-from services.alerts.subscriptions import SubscriptionStore, parse_request
-from services.core.errors import InvalidRequest, UnknownPaper
+from services.alerts.subscriptions import (
+    SubscriptionMeta,
+    SubscriptionStore,
+    parse_request,
+    request_body,
+)
+from services.core.errors import InvalidRequest, NotFound, UnknownPaper
 from services.http.params import int_param
 from services.http.views import JsonView
+
+FEED_ENTRIES = 100  # newest alerts in a feed
+
+
+class SubscriptionView(JsonView):
+    """Shared by the subscription routes: who is calling, and may they see this subscription."""
+
+    subs: SubscriptionStore
+    operator_token: str | None
+    public_base: str
+
+    def caller(self, request: Any) -> Caller:
+        return caller_of(bearer(request.headers.get("Authorization", "")), self.operator_token)
+
+    async def authorised(self, request: Any, raw_id: str) -> SubscriptionMeta:
+        """The subscription if this caller may see it.
+
+        Raises:
+            NotFound: unknown id, or not this caller's (the same answer: existence is private).
+        """
+        meta = await self.subs.get_meta(raw_id)
+        if not may_read(meta, self.caller(request)):
+            raise NotFound(f"subscription {raw_id} does not exist")
+        return meta
+
+    def unauthorised(self, message: str) -> Any:
+        return self.error(401, message, headers={"WWW-Authenticate": 'Bearer realm="astrostream"'})
+
+    def view(self, meta: SubscriptionMeta) -> dict[str, Any]:
+        """What an authorised caller sees: the public fields and the feed link."""
+        return {**meta.public(), "feed_url": feed_url(self.public_base, meta)}
 
 
 def register_subscriptions(
@@ -22,44 +68,71 @@ def register_subscriptions(
     feedback: FeedbackStore,
     token: SecretStr | None,
     allow_private: bool,
+    public_base: str = "http://127.0.0.1:6066",
 ) -> None:
     """``/subscriptions`` and everything under it."""
 
-    class SubscriptionView(JsonView):
-        """Shared by the subscription routes: the bearer token."""
+    class Base(SubscriptionView):
+        pass
 
-        def refused(self, request: Any) -> Any:
-            """A 401 response when a token is set and the request lacks it, else None."""
-            if token is None:
-                return None
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {token.get_secret_value()}"
-            if hmac.compare_digest(given.encode(), expected.encode()):
-                return None
-            return self.error(
-                401,
-                "missing or wrong bearer token: send 'Authorization: Bearer $ASTRO_API_TOKEN'",
-                headers={"WWW-Authenticate": 'Bearer realm="astrostream"'},
-            )
+    Base.subs = subs
+    Base.operator_token = token.get_secret_value() if token is not None else None
+    Base.public_base = public_base.rstrip("/")
+
+    async def count() -> None:
+        SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
 
     @app.page("/subscriptions", name="subscriptions")
-    class Subscriptions(SubscriptionView):
+    class Subscriptions(Base):
         route_name = "subscriptions"
 
         async def get(self, request: Any) -> Any:
-            found = await subs.list_all()
+            caller = self.caller(request)
+            if caller.operator:
+                found = await subs.list_all()
+            elif caller.valid_secret:
+                found = await subs.list_all(owner=caller.owner)
+            else:
+                return self.unauthorised(
+                    "send 'Authorization: Bearer <owner secret>' (or the operator token) "
+                    "to list subscriptions"
+                )
             return self.json({"subscriptions": found, "count": len(found)})
 
         async def post(self, request: Any) -> Any:
-            refused = self.refused(request)
-            if refused is not None:
-                return refused
-            created = await subs.create(parse_request(await self.json_body(request)), allow_private)
-            SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
-            return self.json(created, status=201)
+            caller = self.caller(request)
+            minted: str | None = None
+            if caller.operator:
+                on_behalf = request.headers.get("X-Owner", "").strip()
+                if on_behalf and len(on_behalf) < owners.MIN_SECRET_CHARS:
+                    raise InvalidRequest(
+                        f"X-Owner must be an owner secret of at least "
+                        f"{owners.MIN_SECRET_CHARS} characters"
+                    )
+                owner = owners.owner_id(on_behalf) if on_behalf else None
+            elif caller.valid_secret:
+                owner = caller.owner
+            elif caller.secret is not None:
+                return self.unauthorised(
+                    "missing or wrong bearer token: send 'Authorization: Bearer "
+                    "$ASTRO_API_TOKEN' or an owner secret of at least "
+                    f"{owners.MIN_SECRET_CHARS} characters"
+                )
+            else:
+                minted = owners.mint_secret()
+                owner = owners.owner_id(minted)
+            created = await subs.create(
+                parse_request(await self.json_body(request)), allow_private, owner=owner
+            )
+            await count()
+            meta = await subs.get_meta(created["id"])
+            body = {**created, "feed_url": feed_url(self.public_base, meta)}
+            if minted is not None:
+                body["owner_secret"] = minted  # shown once; only its hash is stored
+            return self.json(body, status=201)
 
     @app.page("/subscriptions/{subscription_id}/alerts", name="subscription_alerts")
-    class SubscriptionAlerts(SubscriptionView):
+    class SubscriptionAlerts(Base):
         route_name = "subscription_alerts"
 
         async def get(self, request: Any, subscription_id: str) -> Any:
@@ -68,43 +141,90 @@ def register_subscriptions(
             sort = query.get("sort") or "time"
             if sort not in ("score", "time"):
                 raise InvalidRequest(f"sort must be 'score' or 'time', got {sort!r}")
-            alerts = await subs.list_alerts(
-                subscription_id, limit, cast(Literal["score", "time"], sort)
-            )
+            meta = await self.authorised(request, subscription_id)
+            alerts = await subs.list_alerts(meta.id, limit, cast(Literal["score", "time"], sort))
             return self.json({"subscription_id": subscription_id, "sort": sort, "alerts": alerts})
 
     @app.page("/subscriptions/{subscription_id}/feedback", name="subscription_feedback")
-    class SubscriptionFeedback(SubscriptionView):
+    class SubscriptionFeedback(Base):
         route_name = "subscription_feedback"
 
         async def get(self, request: Any, subscription_id: str) -> Any:
-            sub_id = (await subs.get(subscription_id))["id"]
+            sub_id = (await self.authorised(request, subscription_id)).id
             labels = await subs.store.run(feedback.list_sync, [sub_id])
             return self.json({"subscription_id": sub_id, "feedback": labels})
 
         async def post(self, request: Any, subscription_id: str) -> Any:
-            refused = self.refused(request)
-            if refused is not None:
-                return refused
+            sub_id = (await self.authorised(request, subscription_id)).id
             label = parse_feedback(await self.json_body(request))
-            sub_id = (await subs.get(subscription_id))["id"]
             store = subs.store
             if label.arxiv_id not in await store.run(store.papers_by_id, [label.arxiv_id]):
                 raise UnknownPaper([label.arxiv_id])
             return self.json(await store.run(feedback.put_sync, sub_id, label))
 
+    @app.page("/subscriptions/{subscription_id}/feed.atom", name="subscription_feed")
+    class SubscriptionFeed(Base):
+        route_name = "subscription_feed"
+
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            """The Atom feed: with ``?token=<feed token>`` (a feed reader) or a bearer."""
+            meta = await subs.get_meta(subscription_id)
+            allowed = feed_token_ok(meta, request.query.get("token")) or may_read(
+                meta, self.caller(request)
+            )
+            if not allowed:
+                raise NotFound(f"subscription {subscription_id} does not exist")
+            alerts = await subs.list_alerts(meta.id, FEED_ENTRIES, "time")
+            store = subs.store
+            found = await store.run(store.papers_by_id, [a["arxiv_id"] for a in alerts])
+            papers = {arxiv_id: r.payload or {} for arxiv_id, r in found.items()}
+            self_url = feed_url(self.public_base, meta) or (
+                f"{self.public_base}/subscriptions/{meta.id}/feed.atom"
+            )
+            body = atom_feed(meta, alerts, papers, self_url)
+            return web.Response(  # type: ignore[return-value]
+                body=body, headers={"Content-Type": f"{ATOM_TYPE}; charset=utf-8"}
+            )
+
+    @app.page("/subscriptions/{subscription_id}/feed-token", name="subscription_feed_token")
+    class SubscriptionFeedToken(Base):
+        route_name = "subscription_feed_token"
+
+        async def post(self, request: Any, subscription_id: str) -> Any:
+            meta = await self.authorised(request, subscription_id)
+            new = await subs.rotate_feed_token(meta.id)
+            rotated = meta.model_copy(update={"feed_token": new})
+            return self.json(
+                {"id": meta.id, "feed_token": new, "feed_url": feed_url(self.public_base, rotated)}
+            )
+
     @app.page("/subscriptions/{subscription_id}", name="subscription")
-    class Subscription(SubscriptionView):
+    class Subscription(Base):
         route_name = "subscription"
 
         async def get(self, request: Any, subscription_id: str) -> Any:
-            return self.json(await subs.get(subscription_id))
+            return self.json(self.view(await self.authorised(request, subscription_id)))
+
+        async def put(self, request: Any, subscription_id: str) -> Any:
+            """Replace what the subscription asks for (the whole request body)."""
+            meta = await self.authorised(request, subscription_id)
+            body = await self.json_body(request)
+            updated = await subs.update(meta.id, parse_request(body), allow_private)
+            return self.json({**updated, "feed_url": feed_url(self.public_base, meta)})
+
+        async def patch(self, request: Any, subscription_id: str) -> Any:
+            """Change the fields the body names; the others stay as they are."""
+            meta = await self.authorised(request, subscription_id)
+            body = await self.json_body(request)
+            if not isinstance(body, dict):
+                raise InvalidRequest(f"body must be a JSON object, got {type(body).__name__}")
+            merged = {**request_body(meta), **body}
+            updated = await subs.update(meta.id, parse_request(merged), allow_private)
+            return self.json({**updated, "feed_url": feed_url(self.public_base, meta)})
 
         async def delete(self, request: Any, subscription_id: str) -> Any:
-            refused = self.refused(request)
-            if refused is not None:
-                return refused
-            deleted = await subs.delete(subscription_id)
+            meta = await self.authorised(request, subscription_id)
+            deleted = await subs.delete(meta.id)
             await subs.store.run(feedback.delete_sync, deleted["deleted"])
-            SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
+            await count()
             return self.json(deleted)

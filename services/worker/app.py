@@ -17,6 +17,7 @@ from services.alerts.hook import SUBSCRIPTIONS, AlertMatcher
 from services.alerts.subscriptions import SubscriptionStore
 from services.alerts.webhooks import WebhookSender
 from services.core import metrics
+from services.core.apitoken import operator_token
 from services.core.errors import DependencyUnavailable
 from services.core.schemas import Alert, DeadLetter, ModelUpdate, clip
 from services.core.settings import Settings
@@ -168,8 +169,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
                 app,
                 runtime.subscriptions,
                 runtime.feedback,
-                settings.api_token,
+                operator_token(settings),
                 settings.webhook_allow_private,
+                settings.public_base,
             )
             register_web(
                 app.web.web_app,  # type: ignore[attr-defined]

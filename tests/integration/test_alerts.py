@@ -173,25 +173,34 @@ def test_seed_papers_never_alert_their_subscription(stack: Stack) -> None:
     assert seed["arxiv_id"] not in {a["arxiv_id"] for a in stack.alerts(sub["id"])}
 
 
-def test_token_is_required_for_writes(stack: Stack) -> None:
-    body = {"queries": ["dark matter halos"]}
-    status, answer = stack.worker.request("POST", "/subscriptions", body)
-    assert status == 401 and "token" in answer["error"]
+def test_anonymous_callers_get_an_owner_secret_and_nothing_else(stack: Stack) -> None:
+    body = {"queries": ["dark matter halos"], "threshold": 0.99}
     status, answer = stack.worker.request(
-        "POST", "/subscriptions", body, {"Authorization": "Bearer nope"}
+        "POST", "/subscriptions", body, {"Authorization": "Bearer nope"}, auth=False
     )
-    assert status == 401
-    sub_id = stack.subs["strict"]["id"]
-    status, _ = stack.worker.request("DELETE", f"/subscriptions/{sub_id}")
-    assert status == 401
-    status, shown = stack.worker.get(f"/subscriptions/{sub_id}")  # reads stay open
-    assert status == 200 and shown["id"] == sub_id and "webhook_secret" not in shown
+    assert status == 401 and "token" in answer["error"]  # too short to be an owner secret
+    status, created = stack.worker.request("POST", "/subscriptions", body, auth=False)
+    assert status == 201 and created["owner_secret"].startswith("ast_"), created
+    own = {"Authorization": f"Bearer {created['owner_secret']}"}
+    assert stack.worker.request("GET", f"/subscriptions/{created['id']}", headers=own)[0] == 200
+    sub_id = stack.subs["strict"]["id"]  # the operator's
+    unknown = stack.worker.get("/subscriptions/" + "0" * 32, auth=False)
+    for method in ("GET", "DELETE"):
+        status, answer = stack.worker.request(method, f"/subscriptions/{sub_id}", auth=False)
+        assert status == 404 and answer["error"] == unknown[1]["error"].replace("0" * 32, sub_id)
+        assert stack.worker.request(method, f"/subscriptions/{sub_id}", headers=own)[0] == 404
+    assert stack.worker.get("/subscriptions", auth=False)[0] == 401
+    status, listed = stack.worker.request("GET", "/subscriptions", headers=own)
+    assert status == 200 and [s["id"] for s in listed["subscriptions"]] == [created["id"]]
+    assert stack.worker.request("DELETE", f"/subscriptions/{created['id']}", headers=own)[0] == 200
+    shown = stack.worker.get(f"/subscriptions/{sub_id}")[1]  # the operator sees everything
+    assert shown["id"] == sub_id and "webhook_secret" not in shown and "feed_token" not in shown
 
 
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
-        ({}, 400, "at least one of queries or arxiv_ids"),
+        ({}, 400, "at least one of queries, arxiv_ids or authors"),
         ({"queries": []}, 400, "at least one"),
         ({"queries": ["x"], "threshold": 1.5}, 400, "threshold: must be a number between 0 and 1"),
         ({"queries": ["x"], "threshold": "high"}, 400, "threshold"),
