@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.alerts.calibration import strength
+from services.alerts.filters import REASON_INTERESTS
 
 MAX_AUTHORS = 8
 EVIDENCE_SHOWN = 3
+SEED_TITLE_CHARS = 70
 
 
 def arxiv_links(arxiv_id: str, version: Any = None) -> dict[str, str]:
@@ -32,12 +34,14 @@ def strength_view(relevance: float | None, score: float) -> dict[str, Any]:
     if relevance is None:
         return {
             "words": words,
+            "label": "Not rated yet",
             "bar": None,
-            "explain": f"not calibrated yet (raw score {score:.3f})",
+            "explain": f"raw score {score:.3f}; stored before scores were calibrated",
         }
     share = max(0.0, min(1.0, float(relevance)))
     return {
         "words": words,
+        "label": f"{words.capitalize()} match",
         "bar": round(share * 100),
         "explain": f"closer to your interests than {share:.0%} of recent papers",
     }
@@ -46,6 +50,8 @@ def strength_view(relevance: float | None, score: float) -> dict[str, Any]:
 def interest_label(interest: str, seed_titles: Mapping[str, str]) -> str:
     if interest in seed_titles:
         title = seed_titles[interest]
+        if len(title) > SEED_TITLE_CHARS:
+            title = title[: SEED_TITLE_CHARS - 1].rstrip() + "…"
         return f"your paper {interest}" + (f" “{title}”" if title else "")
     return f"your query “{interest}”"
 
@@ -77,7 +83,8 @@ def alert_item(
         "date": str(published)[:10],
         "strength": strength_view(alert.get("relevance"), float(alert.get("score", 0.0))),
         "evidence": evidence,
-        "reason": alert.get("reason"),
+        # Every alert is related to the interests; only another reason is worth a line.
+        "reason": None if alert.get("reason") in (None, REASON_INTERESTS) else alert["reason"],
         "label": label,
         "read": read,
         **arxiv_links(arxiv_id, alert.get("version")),

@@ -181,7 +181,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
                 readiness=runtime.readiness,
                 data_dir=settings.data_dir,
                 allow_private=settings.webhook_allow_private,
-                public_url=getattr(settings, "public_url", None),
+                public_url=settings.public_url,
                 roles=frozenset(settings.role_set),
             )
     return app, runtime

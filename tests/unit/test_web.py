@@ -287,10 +287,11 @@ def test_alerts_page_lists_marks_hides_and_pages(
             assert status == 200
             first = alerted[0]
             assert html.count('<li class="alert') == 20 and "Next page" in html
-            assert first["title"] in html and "unrated match" in html
-            assert re.search(r"(very strong|strong|medium) match", html)
+            assert first["title"] in html and "Not rated yet" in html
+            assert re.search(r"(Very strong|Strong|Medium|Weak) match", html)
+            assert re.search(r"class=\"fill w(80|85|90|95|100)\"", html)  # relevance 0.8-1
             assert "matches your query “star clusters”" in html
-            assert f"matches your paper {seed['arxiv_id']} “{seed['title']}”" in html
+            assert f"matches your paper {seed['arxiv_id']} “{seed['title'][:60]}" in html
             assert "/feed.atom" in html
             status, page2 = await browser.get(f"{base}?sort=time&page=2")
             assert page2.count('<li class="alert') == 5 and "Previous page" in page2
