@@ -64,6 +64,7 @@ def screenshot(driver: Any, folder: Path, name: str) -> Path:
     """The whole page (the window grows to the page's height, up to 4000 px)."""
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, max(1000, min(int(height) + 100, 4000)))
+    driver.execute_script("window.scrollTo(0, 0)")
     path = folder / f"{name}.png"
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 1000)
