@@ -91,7 +91,7 @@ def index_papers(
             "published": r.get("published") or r.get("announced"),
             "model_version": store.model_version,
         }
-        texts = [shown for shown, _ in sentences_for_embedding(r["abstract"], 30)]
+        texts = [shown for shown, _ in sentences_for_embedding(r["abstract"], 8)]
         for i, text in enumerate(texts):
             sentences.append(
                 (
@@ -204,13 +204,18 @@ async def run(papers: int, subscriptions: int, alerts: int, rounds: int) -> dict
         site = Site(Path(folder))
         started = time.perf_counter()
         index_papers(site.store, site.encoder, records)
+        print(f"indexed {len(records)} papers in {time.perf_counter() - started:.0f} s", flush=True)
         owners = [mint_secret() for _ in range(max(1, subscriptions // 10))]
         first: dict[str, Any] = {}
         for n in range(subscriptions):
             secret = owners[n % len(owners)]
-            seeds = [
-                records[int(i)]["arxiv_id"] for i in rng.choice(len(records), 2, replace=False)
-            ]
+            # Seed papers on each owner's first subscription only: resolving them scans the
+            # sentences, which local mode does in Python (slow to build, not what is measured).
+            seeds = (
+                [records[int(i)]["arxiv_id"] for i in rng.choice(len(records), 2, replace=False)]
+                if secret not in first
+                else []
+            )
             sub = await site.subscribe(
                 secret, {"name": f"bench {n}", "queries": [f"topic {n}"], "arxiv_ids": seeds}
             )
@@ -218,6 +223,11 @@ async def run(papers: int, subscriptions: int, alerts: int, rounds: int) -> dict
             payloads = alert_payloads(sub["id"], [f"topic {n}", *seeds], chosen, rng)
             await site.store.run(site.subs.put_alerts_sync, payloads)
             first.setdefault(secret, sub)
+            if (n + 1) % 10 == 0:
+                print(
+                    f"{n + 1} subscriptions with their alerts, {time.perf_counter() - started:.0f} s",
+                    flush=True,
+                )
         built = time.perf_counter() - started
         secret = owners[0]
         sub_id = first[secret]["id"]
@@ -226,16 +236,19 @@ async def run(papers: int, subscriptions: int, alerts: int, rounds: int) -> dict
             "alerts (score)": f"/app/subscriptions/{sub_id}?sort=score",
             "alerts (newest)": f"/app/subscriptions/{sub_id}?sort=time&page=2",
             "search": "/app/search?q=star+formation+in+molecular+clouds",
-            "search (filtered)": "/app/search?q=dark+matter+halo&category=astro-ph.GA&since=2025-01-01",
+            "search (category)": "/app/search?q=dark+matter+halo&category=astro-ph.GA",
+            "search (since)": "/app/search?q=dark+matter+halo&since=2025-01-01",
             "status": "/app/status",
         }
+        # Local mode evaluates a date range in Python on every point: a few requests suffice.
+        slow = {"search (since)": 3}
         server = TestServer(site.app, host="127.0.0.1")
         await server.start_server()
         times: dict[str, list[float]] = {name: [] for name in pages}
         try:
             async with ClientSession(cookies={OWNER_COOKIE: secret}) as http:
                 for name, path in pages.items():
-                    for n in range(rounds + 2):
+                    for n in range(slow.get(name, rounds) + 2):
                         t0 = time.perf_counter()
                         async with http.get(server.make_url(path)) as response:
                             body = await response.text()
