@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -135,6 +136,30 @@ class Settings(BaseSettings):
         False, description="Allow webhooks to loopback/private addresses (SSRF guard off)."
     )
 
+    # E-mail digests
+    smtp_url: SecretStr | None = Field(
+        None,
+        description=(
+            "SMTP server for e-mail digests: smtp://user:pass@host:587?starttls=1 or "
+            "smtps://user:pass@host:465. Unset: no digests are sent."
+        ),
+    )
+    smtp_from: str = Field(
+        "astrostream@localhost", description="From address of the e-mail digests."
+    )
+    digest_hour: int = Field(7, ge=0, le=23, description="UTC hour at which digests go out.")
+    digest_weekday: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = Field("monday", description="Day of the weekly digests.")
+    digest_interval_s: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Testing aid: every digest is due this many seconds after the previous one, "
+            "instead of daily/weekly at digest_hour."
+        ),
+    )
+
     # Process
     roles: str = Field("ingest,embed,alerts,api", description="Roles of this worker process.")
     data_dir: Path = Field(Path("data"), description="State folder (cursors, local Qdrant).")
@@ -181,6 +206,25 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,80}", value):
             raise ValueError("use letters, digits, '_', '.', '-' (max 81 chars)")
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("expected smtp://[user:pass@]host[:port][?starttls=1] or smtps://…")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return value
+
+    @field_validator("digest_weekday", mode="before")
+    @classmethod
+    def _weekday(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("alert_df_table")
     @classmethod

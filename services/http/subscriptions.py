@@ -8,6 +8,7 @@ subscription, a caller that may not see it gets the same 404 as for an unknown i
 
 from __future__ import annotations
 
+import html
 from typing import Any, Literal, cast
 
 import faust
@@ -31,6 +32,15 @@ from services.http.params import int_param
 from services.http.views import JsonView
 
 FEED_ENTRIES = 100  # newest alerts in a feed
+
+
+def _html(body: str) -> Any:
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>astrostream</title></head><body>{body}</body></html>"
+    )
+    return web.Response(text=page, content_type="text/html")
 
 
 class SubscriptionView(JsonView):
@@ -185,6 +195,43 @@ def register_subscriptions(
             return web.Response(  # type: ignore[return-value]
                 body=body, headers={"Content-Type": f"{ATOM_TYPE}; charset=utf-8"}
             )
+
+    @app.page("/subscriptions/{subscription_id}/unsubscribe", name="subscription_unsubscribe")
+    class SubscriptionUnsubscribe(Base):
+        """The e-mail digests' one-click unsubscribe link (RFC 8058): POST turns digests off.
+
+        GET only shows a confirmation button: mail scanners follow links, they do not post.
+        """
+
+        route_name = "subscription_unsubscribe"
+
+        async def capability(self, request: Any, subscription_id: str) -> SubscriptionMeta:
+            meta = await subs.get_meta(subscription_id)
+            allowed = feed_token_ok(meta, request.query.get("token")) or may_read(
+                meta, self.caller(request)
+            )
+            if not allowed:
+                raise NotFound(f"subscription {subscription_id} does not exist")
+            return meta
+
+        async def get(self, request: Any, subscription_id: str) -> Any:
+            meta = await self.capability(request, subscription_id)
+            title = html.escape(meta.name or "this subscription")
+            action = html.escape(f"?token={request.query.get('token', '')}")
+            state = (
+                f"<p>You get a {html.escape(meta.digest)} digest for {title}.</p>"
+                f'<form method="post" action="{action}"><button type="submit">'
+                "Stop the e-mails</button></form>"
+                if meta.digest != "off"
+                else f"<p>No e-mails are sent for {title}.</p>"
+            )
+            return _html(f"<h1>Unsubscribe</h1>{state}")
+
+        async def post(self, request: Any, subscription_id: str) -> Any:
+            meta = await self.capability(request, subscription_id)
+            await subs.set_digest(meta.id, "off")
+            title = html.escape(meta.name or "this subscription")
+            return _html(f"<h1>Unsubscribed</h1><p>No more e-mails for {title}.</p>")
 
     @app.page("/subscriptions/{subscription_id}/feed-token", name="subscription_feed_token")
     class SubscriptionFeedToken(Base):

@@ -32,6 +32,7 @@ from services.models.encoder import Encoder, backend_version, derive_model_versi
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
 from services.web.pages import register_web
+from services.worker.digests import install_digests
 from services.worker.lag import install_lag
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
         await fut  # the record is acked only once the broker holds its dead letter
 
     on_indexed = install_alerts(app, runtime, dead_letter)
+    install_digests(app, runtime)
     pipeline = EmbedPipeline(settings, runtime.indexing, dead_letter, on_indexed)
 
     async def embed_died(exc: BaseException) -> None:
