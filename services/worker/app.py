@@ -31,6 +31,7 @@ from services.kafka.broker import port_open
 from services.models.encoder import Encoder, backend_version, derive_model_version, load_encoder
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
+from services.web.pages import register_web
 from services.worker.digests import install_digests
 from services.worker.lag import install_lag
 
@@ -173,6 +174,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
                 operator_token(settings),
                 settings.webhook_allow_private,
                 settings.public_base,
+            )
+            register_web(
+                app.web.web_app,  # type: ignore[attr-defined]
+                subs=runtime.subscriptions,
+                feedback=runtime.feedback,
+                reads=Reads(runtime.serving),
+                readiness=runtime.readiness,
+                data_dir=settings.data_dir,
+                allow_private=settings.webhook_allow_private,
+                public_url=settings.public_url,
+                roles=frozenset(settings.role_set),
             )
     return app, runtime
 
