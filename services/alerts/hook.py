@@ -37,6 +37,7 @@ from services.alerts.matcher import (
     term_counts,
     tfidf,
 )
+from services.alerts.ranking import SubscriptionModels
 from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.alerts.webhooks import WebhookSender, webhook_body
 from services.core import metrics
@@ -113,6 +114,7 @@ class AlertMatcher:
         self._meta: OrderedDict[str, SubscriptionMeta] = OrderedDict()
         self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
         self.max_backoff_s = 30.0
+        self.models = SubscriptionModels(lambda: self.store, feedback)
 
     @property
     def store(self) -> VectorStore:
@@ -142,6 +144,7 @@ class AlertMatcher:
         for item in papers:
             terms = term_counts(" ".join([item.paper.title, *item.sentences]))
             self.corpus.add(terms)
+            self.models.observe(item.paper.arxiv_id, terms)
             counts.append(terms)
         if not await self._call(self._any_interests):
             return []  # no subscriptions: skip the searches (costly in local mode)
@@ -154,6 +157,7 @@ class AlertMatcher:
             if self.feedback is not None and metas
             else {}
         )
+        models = await self._call(self.models.models_sync, metas, self.corpus)
 
         candidates: list[tuple[IndexedPaper, Alert]] = []
         per_paper = [0] * len(papers)
@@ -178,6 +182,10 @@ class AlertMatcher:
                 )
                 if scored.score < meta.threshold:
                     continue
+                model = models.get(sub_id)
+                relevance = model.relevance(model.score(vector)) if model is not None else None
+                if relevance is not None and relevance < meta.min_relevance:
+                    continue
                 matches = [
                     Match(
                         sentence=item.sentences[e.sentence_index],
@@ -196,6 +204,7 @@ class AlertMatcher:
                     score=round(scored.score, 6),
                     matches=matches,
                     model_version=self.store.model_version,
+                    relevance=relevance,
                 )
                 candidates.append((item, alert))
         existing = await self._call(
@@ -323,8 +332,10 @@ class AlertMatcher:
 
         started = time.perf_counter()
         docs = await self._call(scan)
-        for parts in docs.values():
-            self.corpus.add(term_counts(" ".join(parts)))
+        for arxiv_id, parts in docs.items():
+            terms = term_counts(" ".join(parts))
+            self.corpus.add(terms)
+            self.models.observe(arxiv_id, terms)
         self._bootstrapped = True
         log.info(
             "alert IDF seeded from %d indexed papers in %.1fs",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import faust
 from pydantic import SecretStr
 
 from services.alerts.feedback import FeedbackStore, parse_feedback
 from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
-from services.alerts.subscriptions import SubscriptionStore, parse_request
+from services.alerts.subscriptions import AlertSort, SubscriptionStore, parse_request
 from services.core.errors import InvalidRequest, UnknownPaper
 from services.http.params import int_param
 from services.http.views import JsonView
@@ -66,11 +66,9 @@ def register_subscriptions(
             query = request.query
             limit = int_param(query, "limit", 20, 1, MAX_ALERTS_LIMIT)
             sort = query.get("sort") or "time"
-            if sort not in ("score", "time"):
-                raise InvalidRequest(f"sort must be 'score' or 'time', got {sort!r}")
-            alerts = await subs.list_alerts(
-                subscription_id, limit, cast(Literal["score", "time"], sort)
-            )
+            if sort not in ("score", "time", "relevance"):
+                raise InvalidRequest(f"sort must be 'score', 'relevance' or 'time', got {sort!r}")
+            alerts = await subs.list_alerts(subscription_id, limit, cast(AlertSort, sort))
             return self.json({"subscription_id": subscription_id, "sort": sort, "alerts": alerts})
 
     @app.page("/subscriptions/{subscription_id}/feedback", name="subscription_feedback")

@@ -71,6 +71,6 @@ def test_offline_mode_ranks_an_authors_later_papers_first(
         handle.write("\n".join(json.dumps(r) for r in rows()) + "\n")
     assert bench.main(["--data", str(path), "--offline", "--candidates", "60"]) == 0
     out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("default scoring, offline"))
+    line = next(x for x in out.splitlines() if x.startswith("default:"))
     ndcg = float(line.split()[-2])
     assert ndcg > 0.9  # each author's own method/survey names single out their later papers
