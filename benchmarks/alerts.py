@@ -290,7 +290,7 @@ def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], f
         )
         rankings = []
         for sub_id in sub_ids:
-            status, body = worker.get(f"/subscriptions/{sub_id}/alerts?sort=score&limit={k}")
+            status, body = worker.get(f"/subscriptions/{sub_id}/alerts?sort=relevance&limit={k}")
             if status != 200:
                 raise RuntimeError(f"GET alerts: {status} {body}")
             rankings.append([a["arxiv_id"] for a in body["alerts"]])

@@ -157,7 +157,8 @@ class AlertMatcher:
             if self.feedback is not None and metas
             else {}
         )
-        models = await self._call(self.models.models_sync, metas, self.corpus)
+        batch = frozenset(p.paper.arxiv_id for p in papers)
+        models = await self._call(self.models.models_sync, metas, self.corpus, batch)
 
         candidates: list[tuple[IndexedPaper, Alert]] = []
         per_paper = [0] * len(papers)

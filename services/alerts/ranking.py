@@ -98,9 +98,16 @@ class SubscriptionModels:
             )
 
     def models_sync(
-        self, metas: Mapping[str, SubscriptionMeta], corpus: CorpusStats
+        self,
+        metas: Mapping[str, SubscriptionMeta],
+        corpus: CorpusStats,
+        scoring: frozenset[str] = frozenset(),
     ) -> dict[str, submodel.SubscriptionModel]:
-        """The current model of each subscription: cached, stored, or fitted now (and stored)."""
+        """The current model of each subscription: cached, stored, or fitted now (and stored).
+
+        ``scoring``: the papers about to be scored, never a negative or reference of a model
+        fitted now (they are in the sample already: it is filled as papers are indexed).
+        """
         if not metas or len(self.recent) < 2 * MIN_SAMPLE:
             return {}
         self.ensure_sync()
@@ -124,7 +131,7 @@ class SubscriptionModels:
                     self.cache[sub_id] = loaded
         refit = [s for s in metas if not self._fresh(self.cache.get(s), keys[s], corpus)]
         if refit:
-            self._fit(refit, metas, labels, keys, corpus)
+            self._fit(refit, metas, labels, keys, corpus, scoring)
         while len(self.cache) > MAX_CACHED:
             self.cache.pop(next(iter(self.cache)))
         for sub_id in metas:
@@ -178,6 +185,7 @@ class SubscriptionModels:
         labels: dict[str, dict[str, str]],
         keys: dict[str, str],
         corpus: CorpusStats,
+        scoring: frozenset[str],
     ) -> None:
         vectors = {a: tfidf(c, corpus) for a, c in self.recent}
         wanted = {a for s in sub_ids for a in labels.get(s, {})}
@@ -187,7 +195,7 @@ class SubscriptionModels:
         for sub_id in sub_ids:
             meta = metas[sub_id]
             mine = labels.get(sub_id, {})
-            skip = set(meta.arxiv_ids) | set(mine)
+            skip = set(meta.arxiv_ids) | set(mine) | scoring
             interests = [tfidf(dict(i.terms), corpus) for i in meta.interests]
             interests = [v for v in interests if v] or [{}]
             positives = interests + [
