@@ -404,6 +404,31 @@ def model_scores(
     extra_neg: Sequence[str] = (),
 ) -> np.ndarray:
     """``services.alerts.model`` fit as the service fits it; candidates scored in one product."""
+    return fit_and_score(
+        lex,
+        cand,
+        positives,
+        negatives,
+        reference,
+        mix=mix,
+        c=c,
+        extra_pos=extra_pos,
+        extra_neg=extra_neg,
+    )[0]
+
+
+def fit_and_score(
+    lex: Lexical,
+    cand: sparse.csr_matrix,
+    positives: Sequence[str],
+    negatives: Sequence[str],
+    reference: Sequence[str],
+    *,
+    mix: float,
+    c: float,
+    extra_pos: Sequence[str] = (),
+    extra_neg: Sequence[str] = (),
+) -> tuple[np.ndarray, Any]:
     from services.alerts import model as submodel
 
     pos = [lex.vectors[x] for x in [*positives, *extra_pos]]
@@ -417,7 +442,28 @@ def model_scores(
     margin = cand @ lex.dense(fitted.weights) + fitted.bias
     cos = cand @ lex.dense(fitted.centre)
     (mm, ms), (cm, cs) = fitted.margin_stats, fitted.cosine_stats
-    return fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs
+    return fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs, fitted
+
+
+def calibration(
+    ev: Evaluation, lex: Lexical, negatives: list[str], reference: list[str], mix: float, c: float
+) -> None:
+    """How ``relevance`` separates: the share of relevant and of other candidates at or
+    above each level (what a ``min_relevance`` keeps and lets through)."""
+    cand = lex.matrix(ev.candidates)
+    rel: list[float] = []
+    other: list[float] = []
+    for s in ev.subscriptions:
+        scores, fitted = fit_and_score(lex, cand, s.seeds, negatives, reference, mix=mix, c=c)
+        for i, score in zip(ev.candidates, scores, strict=True):
+            (rel if i in s.relevant else other).append(fitted.relevance(float(score)))
+    r, o = np.array(rel), np.array(other)
+    print("\ncalibrated relevance: share of candidates at or above each level")
+    for level in (0.8, 0.9, 0.95, 0.98, 0.99, 0.995):
+        print(
+            f"  >= {level:5.3f}: relevant {np.mean(r >= level):.3f}, other {np.mean(o >= level):.4f}"
+            f" ({1000 * np.mean(o >= level):.1f} per 1000 unrelated papers)"
+        )
 
 
 def rank_scores(candidates: list[str], scores: np.ndarray) -> list[str]:
@@ -609,9 +655,15 @@ def compare(ev: Evaluation, results: dict[str, list[list[str]]], k: int) -> None
         )
 
 
+_LEXICAL: list[tuple[Evaluation, Lexical]] = []
+
+
 def offline_lexical(ev: Evaluation, args: argparse.Namespace) -> Lexical:
-    negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
-    return Lexical(ev, default_prior(), negatives + reference)
+    """The vectors of one evaluation (built once per run)."""
+    if not _LEXICAL or _LEXICAL[0][0] is not ev:
+        negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
+        _LEXICAL[:] = [(ev, Lexical(ev, default_prior(), negatives + reference))]
+    return _LEXICAL[0][1]
 
 
 def offline_results(
@@ -658,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reservoir", type=int, default=RESERVOIR, help="negatives (and reference) sample size"
     )
+    parser.add_argument("--calibration", action="store_true", help="relevance levels")
     parser.add_argument("--feedback-curve", action="store_true", help="simulate a labelling reader")
     parser.add_argument(
         "--embeddings", action="store_true", help="offline: add whole-abstract embeddings"
@@ -701,6 +754,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nsmall subscriptions (<= {SMALL} seeds): {len(small)}")
             sub_ev = Evaluation(ev.papers, [ev.subscriptions[n] for n in small], ev.candidates)
             compare(sub_ev, {m: [r[n] for n in small] for m, r in results.items()}, k)
+        if args.calibration:
+            lex = offline_lexical(ev, args)
+            negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
+            calibration(ev, lex, negatives, reference, args.mix, args.c)
         if args.feedback_curve:
             lex = offline_lexical(ev, args)
             negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
