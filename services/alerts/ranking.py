@@ -50,6 +50,17 @@ def model_id(subscription_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"subscription-model:{subscription_id}"))
 
 
+def models_collection(store: VectorStore) -> str:
+    return f"{store.settings.collection_prefix}_subscription_models"
+
+
+def delete_stored_sync(store: VectorStore, subscription_id: str) -> None:
+    """Forget a deleted subscription's stored model (blocking)."""
+    name = models_collection(store)
+    if store.client.collection_exists(name):
+        store.client.delete(name, qm.PointIdsList(points=[model_id(subscription_id)]), wait=True)
+
+
 def is_reference(arxiv_id: str) -> bool:
     """Half of the papers calibrate, the other half are negatives (stable across restarts)."""
     return zlib.crc32(arxiv_id.encode()) % 2 == 1
@@ -76,7 +87,7 @@ class SubscriptionModels:
 
     @property
     def name(self) -> str:
-        return f"{self.store.settings.collection_prefix}_subscription_models"
+        return models_collection(self.store)
 
     def observe(self, arxiv_id: str, counts: Counter[str]) -> None:
         """A paper was indexed: it joins the sample (the oldest one leaves)."""
@@ -89,13 +100,6 @@ class SubscriptionModels:
         if not client.collection_exists(self.name):
             client.create_collection(self.name, vectors_config={})
         self._ensured = self.name
-
-    def delete_sync(self, subscription_id: str) -> None:
-        self.cache.pop(subscription_id, None)
-        if self.store.client.collection_exists(self.name):
-            self.store.client.delete(
-                self.name, qm.PointIdsList(points=[model_id(subscription_id)]), wait=True
-            )
 
     def models_sync(
         self,

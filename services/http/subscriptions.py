@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from services.alerts.feedback import FeedbackStore, parse_feedback
 from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
+from services.alerts.ranking import delete_stored_sync
 from services.alerts.subscriptions import AlertSort, SubscriptionStore, parse_request
 from services.core.errors import InvalidRequest, UnknownPaper
 from services.http.params import int_param
@@ -104,5 +105,6 @@ def register_subscriptions(
                 return refused
             deleted = await subs.delete(subscription_id)
             await subs.store.run(feedback.delete_sync, deleted["deleted"])
+            await subs.store.run(delete_stored_sync, subs.store, deleted["deleted"])
             SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
             return self.json(deleted)

@@ -11,7 +11,7 @@ from test_subscriptions import subs  # noqa: F401 - the fixture
 from services.alerts import model as submodel
 from services.alerts.feedback import FeedbackStore, parse_feedback
 from services.alerts.matcher import CorpusStats, term_counts, tfidf
-from services.alerts.ranking import FITS, LOADS, SubscriptionModels
+from services.alerts.ranking import FITS, LOADS, SubscriptionModels, delete_stored_sync
 from services.alerts.subscriptions import Interest, SubscriptionMeta, SubscriptionStore
 
 TOPICS = [
@@ -165,3 +165,11 @@ def test_models_are_stored_loaded_and_refit_only_when_their_inputs_change(
     grown.docs = int(stats.docs * 1.2)
     restarted.models_sync(metas, grown)
     assert FITS._value.get() == fits + 5
+
+    # A deleted subscription's model is gone from storage.
+    delete_stored_sync(subs.store, "a")
+    fresh = SubscriptionModels(lambda: subs.store, feedback)
+    for arxiv_id, counts in papers:
+        fresh.observe(arxiv_id, counts)
+    fresh.models_sync(metas, grown)
+    assert FITS._value.get() == fits + 6  # "a" refit, "b" loaded
