@@ -34,7 +34,7 @@ from scipy import sparse
 from services.alerts.matcher import centroid, cosine
 
 C = 0.1  # arxiv-sanity-lite's regularisation
-MIX = 0.5  # share of the classifier's standardised margin (the rest: the centroid cosine)
+MIX = 0.85  # share of the classifier's standardised margin (the rest: the centroid cosine)
 MAX_TERMS = 5000  # weights kept per model, largest first (the rest add ~nothing)
 FORMAT = 1  # bump when the stored payload changes shape
 
@@ -194,20 +194,25 @@ def fit(
     if not positives:
         raise ValueError("a model needs at least one positive")
     centre = centroid(list(centre_from if centre_from is not None else positives))
+    # One matrix for all rows (and the centre), so the reference is scored in two products.
+    vocab: dict[str, int] = {}
+    x = _matrix([*positives, *negatives, *reference, centre], vocab)
+    n_fit = len(positives) + len(negatives)
     weights: dict[str, float] = {}
+    coef = np.zeros(x.shape[1])
     bias = 0.0
     if negatives and mix > 0:
         from sklearn.svm import LinearSVC
 
-        vocab: dict[str, int] = {}
-        x = _matrix([*positives, *negatives], vocab)
         y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
         clf = LinearSVC(C=c, class_weight="balanced", tol=1e-4, max_iter=2000, dual=True)
-        clf.fit(x, y)
-        coef = clf.coef_.ravel()
+        clf.fit(x[:n_fit], y)
+        full = clf.coef_.ravel()
         terms = list(vocab)
-        order = np.argsort(-np.abs(coef))[:MAX_TERMS]
-        weights = {terms[i]: float(coef[i]) for i in order if coef[i] != 0.0}
+        order = np.argsort(-np.abs(full))[:MAX_TERMS]
+        order = order[full[order] != 0.0]
+        coef[order] = full[order]  # the kept weights: the reference is scored as stored
+        weights = {terms[i]: float(full[i]) for i in order}
         bias = float(clf.intercept_[0])
     else:
         mix = 0.0  # nothing to contrast with: the centroid alone
@@ -224,8 +229,11 @@ def fit(
         negatives=len(negatives),
     )
     if reference:
-        margins = np.array([model.margin(v) for v in reference])
-        cosines = np.array([cosine(v, centre) for v in reference])
+        ref = x[n_fit : n_fit + len(reference)]
+        margins = ref @ coef + bias
+        cosines = ref @ np.asarray(x[x.shape[0] - 1].todense()).ravel()
         model.margin_stats, model.cosine_stats = _stats(margins), _stats(cosines)
-        model.reference = sorted(model.score(v) for v in reference)
+        (mm, ms), (cm, cs) = model.margin_stats, model.cosine_stats
+        scores = mix * (margins - mm) / ms + (1.0 - mix) * (cosines - cm) / cs
+        model.reference = sorted(float(v) for v in scores)
     return model
