@@ -1,23 +1,31 @@
-"""Related-work alert quality on real authorship, through the real API, against two baselines.
+"""Related-work alert quality on real authorship, through the real API, against baselines.
 
 Relevance comes from authorship: an author with papers on both sides of a cut-off date
 subscribes with their earlier papers (seed arXiv ids); their later papers are relevant.
 The candidates are those later papers plus random later papers. A real broker and worker
 index the seeds, the subscriptions are created through ``POST /subscriptions`` with
 threshold 0, the candidates are published, and each ranking is read back from
-``GET /subscriptions/{id}/alerts?sort=score&limit=K``.
+``GET /subscriptions/{id}/alerts?sort=relevance&limit=K`` (the per-subscription model).
 
-The same subscriptions and candidates are ranked by a TF-IDF baseline (arxiv-sanity's
-vectoriser settings, cosine to the centroid of the seed abstracts) and a whole-abstract
-embedding baseline (the same model, one vector per abstract, mean of the seeds). An
-offline ablation, embedding the same texts the same way, compares scoring variants.
+The same subscriptions and candidates are ranked by the previous default (TF-IDF cosine to
+the centroid of the seeds), arxiv-sanity-lite's exemplar SVM with its own vectoriser, a
+TF-IDF baseline (arxiv-sanity's vectoriser, cosine to the centroid of the seed abstracts)
+and a whole-abstract embedding baseline (the same model, one vector per abstract, mean of
+the seeds), each against ours with a paired bootstrap CI, also on the subscriptions with
+at most 5 seeds. An offline ablation, embedding the same texts the same way, compares
+scoring variants. ``--offline`` runs the same pure model code as the service without the
+stack (minutes instead of hours; ``--embeddings`` adds the whole-abstract baseline);
+``--calibration`` shows what each relevance level keeps; ``--feedback-curve`` simulates a
+reader who labels the top 5 alerts of each of 4 weeks and reports nDCG@20 of the later
+weeks with 0, 5, 10 and 20 labels.
 
 Authors are halved by a hash of their name: tune anything on ``--split dev``, report
 ``--split test`` (the default). Qdrant runs in memory in the worker (local mode on disk
 pays ~10 ms per stored alert, and threshold 0 stores one per subscription and candidate).
 
     nice -n 10 .venv/bin/python benchmarks/alerts.py       # 100 subscriptions, 400 papers
-    .venv/bin/python benchmarks/alerts.py --offline --subscriptions 450 --candidates 1200
+    .venv/bin/python benchmarks/alerts.py --offline --subscriptions 400 --candidates 1200 \
+        --max-seeds 10 --embeddings --calibration --feedback-curve
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ from scipy import sparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.alerts import lexicon, matcher  # noqa: E402
+from services.alerts import lexicon, matcher, model  # noqa: E402
 from services.core.text import normalise  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "astro-ph" / "astro-ph-train.jsonl.gz"
@@ -171,6 +179,10 @@ def rank_by(ev: Evaluation, score: Callable[[Subscription, str], float]) -> list
     return [sorted(ev.candidates, key=lambda c, s=s: (-score(s, c), c)) for s in ev.subscriptions]
 
 
+SMALL = 5  # seeds of a "small" subscription
+RESERVOIR = 200  # papers in the negative sample and in the reference sample (each)
+
+
 # baselines -------------------------------------------------------------------
 def text_of(paper: dict[str, Any]) -> str:
     return f"{paper['title']} {paper['abstract']}"
@@ -286,7 +298,7 @@ def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], f
         )
         rankings = []
         for sub_id in sub_ids:
-            status, body = worker.get(f"/subscriptions/{sub_id}/alerts?sort=score&limit={k}")
+            status, body = worker.get(f"/subscriptions/{sub_id}/alerts?sort=relevance&limit={k}")
             if status != 200:
                 raise RuntimeError(f"GET alerts: {status} {body}")
             rankings.append([a["arxiv_id"] for a in body["alerts"]])
@@ -328,6 +340,265 @@ def lexical_scorer(
         tuple(s.seeds): matcher.centroid([vectors[x] for x in s.seeds]) for s in ev.subscriptions
     }
     return lambda s, c: matcher.cosine(vectors[c], centres[tuple(s.seeds)])
+
+
+class Lexical:
+    """The matcher's TF-IDF vectors of every paper involved, as dicts and as one CSR matrix."""
+
+    def __init__(self, ev: Evaluation, prior: matcher.CorpusStats | None, extra: list[str]) -> None:
+        from services.core.text import sentences_for_embedding
+
+        ids = sorted(
+            {x for s in ev.subscriptions for x in s.seeds} | set(ev.candidates) | set(extra)
+        )
+        counts = {
+            i: matcher.term_counts(
+                " ".join(
+                    [ev.papers[i]["title"]]
+                    + [d for d, _ in sentences_for_embedding(ev.papers[i]["abstract"])]
+                )
+            )
+            for i in ids
+        }
+        corpus = prior.copy() if prior is not None else matcher.CorpusStats()
+        for c in counts.values():
+            corpus.add(c)
+        self.docs = corpus.docs
+        self.vectors = {i: matcher.tfidf(counts[i], corpus) for i in ids}
+        self.vocab: dict[str, int] = {}
+        for v in self.vectors.values():
+            for t in v:
+                self.vocab.setdefault(t, len(self.vocab))
+
+    def matrix(self, ids: Sequence[str]) -> sparse.csr_matrix:
+        rows, cols, vals = [], [], []
+        for r, i in enumerate(ids):
+            for t, w in self.vectors[i].items():
+                rows.append(r)
+                cols.append(self.vocab[t])
+                vals.append(w)
+        return sparse.csr_matrix((vals, (rows, cols)), shape=(len(ids), len(self.vocab)))
+
+    def dense(self, weights: dict[str, float]) -> np.ndarray:
+        out = np.zeros(len(self.vocab))
+        for t, w in weights.items():
+            if t in self.vocab:
+                out[self.vocab[t]] = w
+        return out
+
+
+def reservoir(ev: Evaluation, cutoff: str, size: int, seed: int) -> tuple[list[str], list[str]]:
+    """The hook's sample of recent papers before the cut-off: (negatives, reference), disjoint."""
+    seeds = {x for s in ev.subscriptions for x in s.seeds}
+    recent = sorted(
+        (p for p in ev.papers.values() if p["announced"] < cutoff and p["arxiv_id"] not in seeds),
+        key=lambda p: (p["announced"], p["arxiv_id"]),
+    )[-4 * size :]
+    ids = [p["arxiv_id"] for p in recent]
+    random.Random(seed).shuffle(ids)
+    return sorted(ids[:size]), sorted(ids[size : 2 * size])
+
+
+def model_scores(
+    lex: Lexical,
+    cand: sparse.csr_matrix,
+    positives: Sequence[str],
+    negatives: Sequence[str],
+    reference: Sequence[str],
+    *,
+    mix: float,
+    c: float,
+    extra_pos: Sequence[str] = (),
+    extra_neg: Sequence[str] = (),
+) -> np.ndarray:
+    """``services.alerts.model`` fit as the service fits it; candidates scored in one product."""
+    return fit_and_score(
+        lex,
+        cand,
+        positives,
+        negatives,
+        reference,
+        mix=mix,
+        c=c,
+        extra_pos=extra_pos,
+        extra_neg=extra_neg,
+    )[0]
+
+
+def fit_and_score(
+    lex: Lexical,
+    cand: sparse.csr_matrix,
+    positives: Sequence[str],
+    negatives: Sequence[str],
+    reference: Sequence[str],
+    *,
+    mix: float,
+    c: float,
+    extra_pos: Sequence[str] = (),
+    extra_neg: Sequence[str] = (),
+) -> tuple[np.ndarray, Any]:
+    from services.alerts import model as submodel
+
+    pos = [lex.vectors[x] for x in [*positives, *extra_pos]]
+    fitted = submodel.fit(
+        pos,
+        [lex.vectors[x] for x in [*negatives, *extra_neg] if x not in positives],
+        [lex.vectors[x] for x in reference if x not in positives],
+        mix=mix,
+        c=c,
+    )
+    margin = cand @ lex.dense(fitted.weights) + fitted.bias
+    cos = cand @ lex.dense(fitted.centre)
+    (mm, ms), (cm, cs) = fitted.margin_stats, fitted.cosine_stats
+    return fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs, fitted
+
+
+def calibration(
+    ev: Evaluation, lex: Lexical, negatives: list[str], reference: list[str], mix: float, c: float
+) -> None:
+    """How ``relevance`` separates: the share of relevant and of other candidates at or
+    above each level (what a ``min_relevance`` keeps and lets through)."""
+    cand = lex.matrix(ev.candidates)
+    rel: list[float] = []
+    other: list[float] = []
+    for s in ev.subscriptions:
+        scores, fitted = fit_and_score(lex, cand, s.seeds, negatives, reference, mix=mix, c=c)
+        for i, score in zip(ev.candidates, scores, strict=True):
+            (rel if i in s.relevant else other).append(fitted.relevance(float(score)))
+    r, o = np.array(rel), np.array(other)
+    print("\ncalibrated relevance: share of candidates at or above each level")
+    for level in (0.8, 0.9, 0.95, 0.98, 0.99, 0.995):
+        print(
+            f"  >= {level:5.3f}: relevant {np.mean(r >= level):.3f}, other {np.mean(o >= level):.4f}"
+            f" ({1000 * np.mean(o >= level):.1f} per 1000 unrelated papers)"
+        )
+
+
+def rank_scores(candidates: list[str], scores: np.ndarray) -> list[str]:
+    order = np.lexsort((np.array(candidates), -scores))
+    return [candidates[i] for i in order]
+
+
+def model_rankings(
+    ev: Evaluation, lex: Lexical, negatives: list[str], reference: list[str], mix: float, c: float
+) -> list[list[str]]:
+    cand = lex.matrix(ev.candidates)
+    return [
+        rank_scores(
+            ev.candidates, model_scores(lex, cand, s.seeds, negatives, reference, mix=mix, c=c)
+        )
+        for s in ev.subscriptions
+    ]
+
+
+def sanity_svm(ev: Evaluation, corpus: list[dict[str, Any]]) -> list[list[str]]:
+    """arxiv-sanity-lite's exemplar SVM with its own vectoriser (compute.py / serve.py):
+    TfidfVectorizer(english stop words, 1-2 grams, 20k features, min_df 5, max_df 0.1,
+    sublinear tf, l2) fit on the corpus; per user a LinearSVC(C 0.1, balanced classes) with
+    the user's papers as positives and every other paper of the database (here the seeds of
+    all subscriptions and the candidates) as negatives. Title + abstract, no author names."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
+
+    vectoriser = TfidfVectorizer(
+        input="content",
+        encoding="utf-8",
+        decode_error="replace",
+        strip_accents="unicode",
+        lowercase=True,
+        analyzer="word",
+        stop_words="english",
+        token_pattern=r"(?u)\b[a-zA-Z_][a-zA-Z0-9_]+\b",
+        ngram_range=(1, 2),
+        max_features=20000,
+        norm="l2",
+        use_idf=True,
+        smooth_idf=True,
+        sublinear_tf=True,
+        max_df=0.1 if len(corpus) >= 1000 else 1.0,  # a tiny test corpus has no such terms
+        min_df=5 if len(corpus) >= 1000 else 1,
+    )
+    vectoriser.fit([text_of(p) for p in corpus])
+    db = sorted({x for s in ev.subscriptions for x in s.seeds} | set(ev.candidates))
+    x = vectoriser.transform([text_of(ev.papers[i]) for i in db])
+    row = {i: n for n, i in enumerate(db)}
+    cand_rows = [row[c] for c in ev.candidates]
+    rankings = []
+    for s in ev.subscriptions:
+        y = np.zeros(len(db))
+        y[[row[i] for i in s.seeds]] = 1
+        clf = LinearSVC(class_weight="balanced", verbose=False, max_iter=10000, tol=1e-6, C=0.1)
+        clf.fit(x, y)
+        scores = clf.decision_function(x)[cand_rows]
+        rankings.append(rank_scores(ev.candidates, scores))
+    return rankings
+
+
+def feedback_curve(
+    ev: Evaluation,
+    lex: Lexical,
+    negatives: list[str],
+    reference: list[str],
+    *,
+    cutoff: str,
+    mix: float,
+    c: float,
+    k: int,
+    per_week: int = 5,
+    weeks: int = 4,
+) -> dict[int, np.ndarray]:
+    """A reader who, after each simulated week, labels the top ``per_week`` alerts of that
+    week by ground truth (relevant → positive, else negative). nDCG@k on the candidates of
+    the weeks after the labelling weeks, with the labels of the first 0, 1, 2, .. weeks."""
+    from datetime import date
+
+    start = date.fromisoformat(cutoff)
+
+    def week(i: str) -> int:
+        return (date.fromisoformat(ev.papers[i]["announced"][:10]) - start).days // 7
+
+    later = [i for i in ev.candidates if week(i) >= weeks]
+    by_week = [[i for i in ev.candidates if week(i) == w] for w in range(weeks)]
+    mats = [lex.matrix(ids) for ids in by_week]
+    later_m = lex.matrix(later)
+    checkpoints = {0: 0, 1: per_week, 2: 2 * per_week, 4: 4 * per_week}
+    curve: dict[int, list[float]] = {n: [] for n in checkpoints.values()}
+    for s in ev.subscriptions:
+        target = s.relevant & set(later)
+        if not target:
+            continue
+        pos: list[str] = []
+        neg: list[str] = []
+        for w in range(weeks + 1):
+            if w in checkpoints:
+                scores = model_scores(
+                    lex,
+                    later_m,
+                    s.seeds,
+                    negatives,
+                    reference,
+                    mix=mix,
+                    c=c,
+                    extra_pos=pos,
+                    extra_neg=neg,
+                )
+                curve[checkpoints[w]].append(ndcg(rank_scores(later, scores), target, k))
+            if w == weeks:
+                break
+            scores = model_scores(
+                lex,
+                mats[w],
+                s.seeds,
+                negatives,
+                reference,
+                mix=mix,
+                c=c,
+                extra_pos=pos,
+                extra_neg=neg,
+            )
+            for i in rank_scores(by_week[w], scores)[:per_week]:
+                (pos if i in s.relevant else neg).append(i)
+    return {n: np.array(v) for n, v in curve.items()}
 
 
 def ablation(ev: Evaluation, encoder: Any) -> dict[str, list[list[str]]]:
@@ -375,6 +646,16 @@ def ablation(ev: Evaluation, encoder: Any) -> dict[str, list[list[str]]]:
     return {name: rank_by(ev, fn) for name, fn in variants.items()}
 
 
+def report(ev: Evaluation, results: dict[str, list[list[str]]], k: int) -> None:
+    """:func:`compare` on all subscriptions, then on the small ones (few seeds)."""
+    compare(ev, results, k)
+    small = [n for n, s in enumerate(ev.subscriptions) if len(s.seeds) <= SMALL]
+    if 0 < len(small) < len(ev.subscriptions):
+        print(f"\nsmall subscriptions (<= {SMALL} seeds): {len(small)}")
+        sub_ev = Evaluation(ev.papers, [ev.subscriptions[n] for n in small], ev.candidates)
+        compare(sub_ev, {m: [r[n] for n in small] for m, r in results.items()}, k)
+
+
 def compare(ev: Evaluation, results: dict[str, list[list[str]]], k: int) -> None:
     """nDCG@k / Recall@k of each ranking; the first one against the others, with 95 % CIs."""
     scores = {name: per_subscription(ev, r, k) for name, r in results.items()}
@@ -390,6 +671,40 @@ def compare(ev: Evaluation, results: dict[str, list[list[str]]], k: int) -> None
             f"better/level/worse on {(ours_n > base_n).sum()}/{(ours_n == base_n).sum()}/"
             f"{(ours_n < base_n).sum()} subscriptions"
         )
+
+
+_LEXICAL: list[tuple[Evaluation, Lexical]] = []
+
+
+def offline_lexical(ev: Evaluation, args: argparse.Namespace) -> Lexical:
+    """The vectors of one evaluation (built once per run)."""
+    if not _LEXICAL or _LEXICAL[0][0] is not ev:
+        negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
+        _LEXICAL[:] = [(ev, Lexical(ev, default_prior(), negatives + reference))]
+    return _LEXICAL[0][1]
+
+
+def offline_results(
+    ev: Evaluation, rows: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, list[list[str]]]:
+    lex = offline_lexical(ev, args)
+    negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
+    results = {
+        f"default: SVM {args.mix} + centroid (C {args.c})": model_rankings(
+            ev, lex, negatives, reference, args.mix, args.c
+        ),
+        "centroid (the previous default)": model_rankings(
+            ev, lex, negatives, reference, 0.0, args.c
+        ),
+        "arxiv-sanity-lite exemplar SVM": sanity_svm(ev, rows),
+        "TF-IDF centroid (arxiv-sanity vectoriser)": tfidf_baseline(ev, rows),
+    }
+    if args.embeddings:
+        from services.models.encoder import Encoder
+
+        encoder = Encoder(os.environ.get("ASTRO_MODEL", "bundled"), "cpu", 32, 256)
+        results["whole-abstract embedding"] = embedding_baseline(ev, encoder)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -408,10 +723,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--workdir", type=Path, help="keep the stack's data here (default: temp)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the offline ablation")
+    parser.add_argument("--mix", type=float, default=model.MIX, help="share of the SVM margin")
+    parser.add_argument("--c", type=float, default=model.C, help="the model's SVM C")
+    parser.add_argument(
+        "--reservoir", type=int, default=RESERVOIR, help="negatives (and reference) sample size"
+    )
+    parser.add_argument("--calibration", action="store_true", help="relevance levels")
+    parser.add_argument("--feedback-curve", action="store_true", help="simulate a labelling reader")
+    parser.add_argument(
+        "--embeddings", action="store_true", help="offline: add whole-abstract embeddings"
+    )
     parser.add_argument(
         "--offline",
         action="store_true",
-        help="no stack, no model: the default (lexical) score against TF-IDF only",
+        help="no stack: the default score (pure code) against the baselines",
     )
     args = parser.parse_args(argv)
 
@@ -438,15 +763,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     k = args.k
     if args.offline:
-        # The default score without the stack or the model: many more subscriptions in
-        # minutes (no percolation cut-off, which the API run includes).
-        results = {
-            "default scoring, offline (prior + stream IDF)": rank_by(
-                ev, lexical_scorer(ev, default_prior())
-            ),
-            "TF-IDF baseline (arxiv-sanity)": tfidf_baseline(ev, rows),
-        }
-        compare(ev, results, k)
+        # The default score without the stack: many more subscriptions in minutes (no
+        # percolation cut-off, which the API run includes).
+        results = offline_results(ev, rows, args)
+        report(ev, results, k)
+        if args.calibration:
+            lex = offline_lexical(ev, args)
+            negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
+            calibration(ev, lex, negatives, reference, args.mix, args.c)
+        if args.feedback_curve:
+            lex = offline_lexical(ev, args)
+            negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
+            curve = feedback_curve(
+                ev, lex, negatives, reference, cutoff=args.cutoff, mix=args.mix, c=args.c, k=k
+            )
+            print(f"\nfeedback curve: nDCG@{k} of the weeks after 4 labelling weeks")
+            base = curve[0]
+            for labels, values in curve.items():
+                lo, hi = paired_ci(values, base)
+                print(
+                    f"  {labels:2d} labels: {values.mean():.4f} ({len(values)} subscriptions;"
+                    f" vs 0 labels {values.mean() - base.mean():+.4f}, 95% CI {lo:+.4f} .. {hi:+.4f})"
+                )
         print(f"\ntotal {time.perf_counter() - started:.0f}s")
         return 0
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-alerts-"))
@@ -464,12 +802,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    lex = offline_lexical(ev, args)
+    negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
     results = {
-        "astrostream alerts (API)": ours,
+        "astrostream alerts (API, sort=relevance)": ours,
+        "centroid (the previous default), offline": model_rankings(
+            ev, lex, negatives, reference, 0.0, args.c
+        ),
+        "arxiv-sanity-lite exemplar SVM": sanity_svm(ev, rows),
         "TF-IDF baseline (arxiv-sanity)": tfidf,
         "whole-abstract embedding": whole,
     }
-    compare(ev, results, k)
+    report(ev, results, k)
     if extra:
         print("\noffline ablation (full sentence matrices, no percolation cut-off)")
         print(f"{'variant':46s} nDCG@{k:<3d} Recall@{k}")

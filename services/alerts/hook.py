@@ -45,6 +45,7 @@ from services.alerts.matcher import (
     term_counts,
     tfidf,
 )
+from services.alerts.ranking import SubscriptionModels
 from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.alerts.webhooks import WebhookSender, webhook_body
 from services.core import metrics
@@ -126,6 +127,7 @@ class AlertMatcher:
         self._authors_at = -META_TTL_S
         self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
         self.max_backoff_s = 30.0
+        self.models = SubscriptionModels(lambda: self.store, feedback)
 
     @property
     def store(self) -> VectorStore:
@@ -155,6 +157,7 @@ class AlertMatcher:
         for item in papers:
             terms = term_counts(" ".join([item.paper.title, *item.sentences]))
             self.corpus.add(terms)
+            self.models.observe(item.paper.arxiv_id, terms)
             counts.append(terms)
         await self._refresh_authors()
         if not self._authors and not await self._call(self._any_interests):
@@ -171,6 +174,8 @@ class AlertMatcher:
             if self.feedback is not None and metas
             else {}
         )
+        batch = frozenset(p.paper.arxiv_id for p in papers)
+        models = await self._call(self.models.models_sync, metas, self.corpus, batch)
 
         candidates: list[tuple[IndexedPaper, Alert]] = []
         per_paper = [0] * len(papers)
@@ -188,8 +193,11 @@ class AlertMatcher:
                 by_author = sub_id in followed[row] and self._follows(meta, paper.authors)
                 if not _passes_filters(meta, item, by_author):
                     continue
+                model = models.get(sub_id)
+                relevance = model.relevance(model.score(vector)) if model is not None else None
                 if not entries:  # reached only through a followed author
-                    candidates.append((item, _author_alert(meta, item, self.store.model_version)))
+                    alert = _author_alert(meta, item, self.store.model_version)
+                    candidates.append((item, alert.model_copy(update={"relevance": relevance})))
                     continue
                 scored = score_subscription(
                     entries,
@@ -199,7 +207,11 @@ class AlertMatcher:
                     method=self.aggregation,
                     **({"weight": self.lexical_weight} if self.lexical_weight is not None else {}),
                 )
-                if scored.score < meta.threshold and not by_author:
+                if by_author:
+                    pass  # a followed author's paper always alerts
+                elif scored.score < meta.threshold or (
+                    relevance is not None and relevance < meta.min_relevance
+                ):
                     continue
                 matches = [
                     Match(
@@ -220,6 +232,7 @@ class AlertMatcher:
                     matches=matches,
                     model_version=self.store.model_version,
                     reason=REASON_AUTHOR if by_author else REASON_INTERESTS,
+                    relevance=relevance,
                 )
                 candidates.append((item, alert))
         existing = await self._call(
@@ -377,8 +390,10 @@ class AlertMatcher:
 
         started = time.perf_counter()
         docs = await self._call(scan)
-        for parts in docs.values():
-            self.corpus.add(term_counts(" ".join(parts)))
+        for arxiv_id, parts in docs.items():
+            terms = term_counts(" ".join(parts))
+            self.corpus.add(terms)
+            self.models.observe(arxiv_id, terms)
         self._bootstrapped = True
         log.info(
             "alert IDF seeded from %d indexed papers in %.1fs",

@@ -60,6 +60,9 @@ EMAIL_RE = re.compile(
 )
 Digest = Literal["off", "daily", "weekly"]
 DEFAULT_THRESHOLD = 0.05  # ~ the 99th percentile of unrelated papers (docs/alerts.md)
+AlertSort = Literal["score", "relevance", "time"]
+SORT_KEYS: dict[str, str] = {"score": "score", "relevance": "relevance", "time": "created_ts"}
+DEFAULT_MIN_RELEVANCE = 0.0  # calibrated relevance an alert needs (docs/alerts.md)
 
 
 def meta_collection(store: VectorStore) -> str:
@@ -87,6 +90,7 @@ class SubscriptionRequest(BaseModel):
     queries: list[str] = Field(default_factory=list)
     arxiv_ids: list[str] = Field(default_factory=list)
     threshold: float = DEFAULT_THRESHOLD
+    min_relevance: float = DEFAULT_MIN_RELEVANCE
     categories: list[str] = Field(default_factory=list)
     webhook: str | None = None
     webhook_secret: str | None = None
@@ -167,7 +171,7 @@ class SubscriptionRequest(BaseModel):
                 raise ValueError(str(exc)) from None
         return list(dict.fromkeys(bare))
 
-    @field_validator("threshold", mode="before")
+    @field_validator("threshold", "min_relevance", mode="before")
     @classmethod
     def _threshold(cls, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
@@ -267,6 +271,7 @@ class SubscriptionMeta(BaseModel):
     name: str = ""
     created_at: str
     threshold: float = 0.0
+    min_relevance: float = 0.0
     categories: list[str] = []
     queries: list[str] = []
     arxiv_ids: list[str] = []
@@ -296,6 +301,7 @@ class SubscriptionMeta(BaseModel):
             "name": self.name,
             "created_at": self.created_at,
             "threshold": self.threshold,
+            "min_relevance": self.min_relevance,
             "categories": self.categories,
             "queries": self.queries,
             "arxiv_ids": self.arxiv_ids,
@@ -330,6 +336,7 @@ def _request_fields(request: SubscriptionRequest) -> dict[str, Any]:
     return {
         "name": request.name,
         "threshold": request.threshold,
+        "min_relevance": request.min_relevance,
         "categories": request.categories,
         "queries": request.queries,
         "arxiv_ids": request.arxiv_ids,
@@ -350,6 +357,7 @@ def request_body(meta: SubscriptionMeta) -> dict[str, Any]:
     fields = {
         "name": meta.name,
         "threshold": meta.threshold,
+        "min_relevance": meta.min_relevance,
         "categories": meta.categories,
         "queries": meta.queries,
         "arxiv_ids": meta.arxiv_ids,
@@ -422,7 +430,7 @@ class SubscriptionStore:
                     client.create_payload_index(
                         name, "subscription_id", qm.PayloadSchemaType.KEYWORD
                     )
-                    for field in ("score", "created_ts"):
+                    for field in ("score", "created_ts", "relevance"):
                         client.create_payload_index(name, field, qm.PayloadSchemaType.FLOAT)
 
     # subscriptions ---------------------------------------------------------
@@ -719,10 +727,11 @@ class SubscriptionStore:
             points = [qm.PointStruct(id=p["alert_id"], vector={}, payload=p) for p in payloads]
             self.store.client.upsert(self.alerts, points, wait=True)
 
-    async def list_alerts(
-        self, raw_id: str, limit: int, sort: Literal["score", "time"]
-    ) -> list[dict[str, Any]]:
-        """A subscription's alerts, best score first or newest first."""
+    async def list_alerts(self, raw_id: str, limit: int, sort: AlertSort) -> list[dict[str, Any]]:
+        """A subscription's alerts, best score (or relevance) first or newest first.
+
+        ``relevance`` lists only alerts that have one (those stored before it existed do not).
+        """
         sub_id = (await self.get(raw_id))["id"]
         by_sub = qm.Filter(
             must=[qm.FieldCondition(key="subscription_id", match=qm.MatchValue(value=sub_id))]
@@ -734,15 +743,13 @@ class SubscriptionStore:
                 scroll_filter=by_sub,
                 limit=limit,
                 with_payload=True,
-                order_by=qm.OrderBy(
-                    key="score" if sort == "score" else "created_ts", direction=qm.Direction.DESC
-                ),
+                order_by=qm.OrderBy(key=key, direction=qm.Direction.DESC),
             )
             return [r.payload for r in records if r.payload]
 
+        key = SORT_KEYS[sort]
         alerts = await self.store.run(scan)
-        key = "score" if sort == "score" else "created_ts"
-        alerts.sort(key=lambda a: (-float(a.get(key, 0)), a.get("arxiv_id", "")))
+        alerts.sort(key=lambda a: (-float(a.get(key) or 0), a.get("arxiv_id", "")))
         return [alert_view(a) for a in alerts[:limit]]
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from services.alerts.calibration import strength
 from services.cli.common import api_request, settings_or_exit
 
 
@@ -21,7 +22,8 @@ def _echo(value: Any, as_json: bool, render: Any) -> None:
 def _describe(sub: dict[str, Any]) -> str:
     lines = [
         f"{sub['id']}  {sub.get('name') or '(no name)'}",
-        f"  threshold {sub.get('threshold')}, {sub.get('interest_vectors')} interest vectors"
+        f"  threshold {sub.get('threshold')}, min relevance {sub.get('min_relevance', 0)}, "
+        f"{sub.get('interest_vectors')} interest vectors"
         + (f", categories {', '.join(sub['categories'])}" if sub.get("categories") else ""),
     ]
     lines += [f"  query: {q}" for q in sub.get("queries", [])]
@@ -56,6 +58,11 @@ def subscribe() -> None:
     type=click.FloatRange(0, 1),
     help="Paper score (0-1) from which a paper becomes an alert; default: the server's.",
 )
+@click.option(
+    "--min-relevance",
+    type=click.FloatRange(0, 1),
+    help="Calibrated relevance (0-1, the share of recent papers an alert must beat).",
+)
 @click.option("--category", "categories", multiple=True, help="Only papers in this category.")
 @click.option("--webhook", help="POST each alert to this URL (signed with HMAC-SHA256).")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
@@ -64,6 +71,7 @@ def add(
     queries: tuple[str, ...],
     arxiv_ids: tuple[str, ...],
     threshold: float | None,
+    min_relevance: float | None,
     categories: tuple[str, ...],
     webhook: str | None,
     as_json: bool,
@@ -85,6 +93,8 @@ def add(
     }
     if threshold is not None:
         body["threshold"] = threshold
+    if min_relevance is not None:
+        body["min_relevance"] = min_relevance
     if webhook:
         body["webhook"] = webhook
     created = _call("POST", "/subscriptions", body)
@@ -124,10 +134,10 @@ def show(subscription_id: str, as_json: bool) -> None:
 @click.argument("subscription_id")
 @click.option(
     "--sort",
-    type=click.Choice(["time", "score"]),
+    type=click.Choice(["time", "score", "relevance"]),
     default="time",
     show_default=True,
-    help="Newest first (time) or best first (score).",
+    help="Newest first (time), best raw score first (score) or most relevant first (relevance).",
 )
 @click.option(
     "--limit", type=click.IntRange(1, 500), default=20, show_default=True, help="At most this many."
@@ -150,7 +160,13 @@ def alerts(subscription_id: str, sort: str, limit: int, as_json: bool) -> None:
     def render(f: dict[str, Any]) -> str:
         lines: list[str] = []
         for a in f["alerts"]:
-            lines.append(f"{a['score']:.3f}  {a['arxiv_id']}v{a.get('version', 1)}  {a['title']}")
+            rel = a.get("relevance")
+            rated = (
+                f"{rel:.3f} {strength(rel):11s}" if rel is not None else f"{'':5s} {'unrated':11s}"
+            )
+            lines.append(
+                f"{a['score']:.3f}  {rated}  {a['arxiv_id']}v{a.get('version', 1)}  {a['title']}"
+            )
             for m in a.get("matches", []):
                 lines.append(f"    {m['score']:.3f}  [{m['interest'][:40]}]  {m['sentence']}")
         return "\n".join(lines) or "no alerts yet"

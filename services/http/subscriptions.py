@@ -9,7 +9,7 @@ subscription, a caller that may not see it gets the same 404 as for an unknown i
 from __future__ import annotations
 
 import html
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import faust
 from aiohttp import web
@@ -21,7 +21,9 @@ from services.alerts.feed import CONTENT_TYPE as ATOM_TYPE
 from services.alerts.feed import atom_feed
 from services.alerts.feedback import FeedbackStore, parse_feedback
 from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
+from services.alerts.ranking import delete_stored_sync
 from services.alerts.subscriptions import (
+    AlertSort,
     SubscriptionMeta,
     SubscriptionStore,
     parse_request,
@@ -149,10 +151,10 @@ def register_subscriptions(
             query = request.query
             limit = int_param(query, "limit", 20, 1, MAX_ALERTS_LIMIT)
             sort = query.get("sort") or "time"
-            if sort not in ("score", "time"):
-                raise InvalidRequest(f"sort must be 'score' or 'time', got {sort!r}")
+            if sort not in ("score", "time", "relevance"):
+                raise InvalidRequest(f"sort must be 'score', 'relevance' or 'time', got {sort!r}")
             meta = await self.authorised(request, subscription_id)
-            alerts = await subs.list_alerts(meta.id, limit, cast(Literal["score", "time"], sort))
+            alerts = await subs.list_alerts(meta.id, limit, cast(AlertSort, sort))
             return self.json({"subscription_id": subscription_id, "sort": sort, "alerts": alerts})
 
     @app.page("/subscriptions/{subscription_id}/feedback", name="subscription_feedback")
@@ -273,5 +275,6 @@ def register_subscriptions(
             meta = await self.authorised(request, subscription_id)
             deleted = await subs.delete(meta.id)
             await subs.store.run(feedback.delete_sync, deleted["deleted"])
+            await subs.store.run(delete_stored_sync, subs.store, deleted["deleted"])
             await count()
             return self.json(deleted)

@@ -71,6 +71,30 @@ def test_offline_mode_ranks_an_authors_later_papers_first(
         handle.write("\n".join(json.dumps(r) for r in rows()) + "\n")
     assert bench.main(["--data", str(path), "--offline", "--candidates", "60"]) == 0
     out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("default scoring, offline"))
+    line = next(x for x in out.splitlines() if x.startswith("default:"))
     ndcg = float(line.split()[-2])
     assert ndcg > 0.9  # each author's own method/survey names single out their later papers
+
+
+def test_offline_report_has_the_baselines_the_calibration_and_the_feedback_curve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "papers.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(json.dumps(r) for r in rows()) + "\n")
+    argv = ["--data", str(path), "--offline", "--candidates", "60", "--reservoir", "20"]
+    assert bench.main([*argv, "--calibration", "--feedback-curve"]) == 0
+    out = capsys.readouterr().out
+    for name in ("centroid (the previous default)", "arxiv-sanity-lite exemplar SVM"):
+        assert any(line.startswith(name) for line in out.splitlines()), out
+    assert "ours - arxiv-sanity-lite exemplar SVM: nDCG" in out
+    levels = [x for x in out.splitlines() if x.strip().startswith(">= 0.990")]
+    assert len(levels) == 1
+    curve = {
+        int(x.split()[0]): float(x.split()[2])
+        for x in out.splitlines()
+        if x.strip().split(" ")[1:2] == ["labels:"]
+    }
+    assert set(curve) == {0, 5, 10, 20}
+    assert all(0 <= v <= 1 for v in curve.values())
+    assert curve[20] >= curve[0]  # labels of an author's own later papers only help

@@ -296,6 +296,7 @@ STORED_META = {
     "name": "bars",
     "created_at": "2026-03-01T12:30:05.123456+00:00",
     "threshold": 0.2,
+    "min_relevance": 0.9,
     "categories": ["astro-ph.GA"],
     "queries": ["galactic bars"],
     "arxiv_ids": ["2501.00001"],

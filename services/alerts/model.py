@@ -1,0 +1,239 @@
+"""A ranking model per subscription, without I/O: a linear classifier on TF-IDF vectors
+mixed with the centroid cosine, and a calibrated ``relevance`` in [0, 1].
+
+Positives are the subscription's interests (seed papers, queries) and the papers its reader
+marked ``relevant``; negatives are a sample of recently indexed papers (and the papers marked
+``not_relevant``). The classifier is a linear SVM (arxiv-sanity-lite's exemplar SVM, C 0.1,
+balanced classes) fit on the matcher's own TF-IDF vectors (``services.alerts.matcher.tfidf``,
+IDF from ``CorpusStats``); it takes milliseconds for a few hundred papers.
+
+The score of a paper is a mix of two standardised numbers, ``MIX`` of the classifier's
+margin and the rest of the TF-IDF cosine to the centroid of the positives; each is
+standardised by its mean and spread over a *reference* sample of recent papers the classifier
+was not fit on. ``relevance`` is the share of that reference sample the paper beats (a
+percentile, see ``services.alerts.calibration``). ``docs/alerts.md`` has the measurements
+behind ``MIX``, ``C`` and the sample sizes (chosen on the benchmark's dev split).
+
+A fitted model is a plain dict (:meth:`SubscriptionModel.payload`) so it can be stored and
+loaded again; :func:`fingerprint` says when the inputs changed and it must be refit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from services.alerts.matcher import centroid, cosine
+
+C = 0.1  # arxiv-sanity-lite's regularisation
+MIX = 0.85  # share of the classifier's standardised margin (the rest: the centroid cosine)
+MAX_TERMS = 5000  # weights kept per model, largest first (the rest add ~nothing)
+FORMAT = 1  # bump when the stored payload changes shape
+
+Vector = Mapping[str, float]
+
+
+def fingerprint(
+    interests: Sequence[Sequence[tuple[str, int]]],
+    labels: Mapping[str, str],
+    *,
+    mix: float = MIX,
+) -> str:
+    """A short digest of what a model is fit from (interests' terms, feedback, settings).
+
+    The IDF is not part of it: a model records the corpus size it was fit at, and the caller
+    refits when the corpus has grown past its tolerance.
+    """
+    data = json.dumps(
+        [FORMAT, C, mix, [sorted(map(list, t)) for t in interests], sorted(labels.items())],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(data.encode()).hexdigest()[:24]
+
+
+@dataclass
+class SubscriptionModel:
+    """A fitted model: score papers with :meth:`score`, calibrate with :meth:`relevance`."""
+
+    weights: dict[str, float]
+    bias: float
+    centre: dict[str, float]
+    mix: float
+    margin_stats: tuple[float, float]  # mean, spread over the reference sample
+    cosine_stats: tuple[float, float]
+    reference: list[float] = field(default_factory=list)  # sorted scores of the reference
+    fingerprint: str = ""
+    corpus_docs: int = 0  # documents in the IDF when fitted
+    positives: int = 0
+    negatives: int = 0
+
+    def margin(self, vector: Vector) -> float:
+        return self.bias + sum(w * self.weights.get(t, 0.0) for t, w in vector.items())
+
+    def parts(self, vector: Vector) -> tuple[float, float]:
+        """(standardised margin, standardised centroid cosine)."""
+        (mm, ms), (cm, cs) = self.margin_stats, self.cosine_stats
+        return (self.margin(vector) - mm) / ms, (cosine(vector, self.centre) - cm) / cs
+
+    def score(self, vector: Vector) -> float:
+        margin, cos = self.parts(vector)
+        return self.mix * margin + (1.0 - self.mix) * cos
+
+    def relevance(self, score: float) -> float | None:
+        """The share of the reference sample that ``score`` beats (ties count half).
+
+        Strictly increasing in ``score``: past the ends of the sample it keeps moving toward
+        0 or 1 (an exponential tail one reference spread wide), so sorting by relevance is
+        sorting by score.
+        """
+        ref = self.reference
+        if not ref:
+            return None
+        n = len(ref)
+        if score > ref[-1]:
+            return 1.0 - 0.5 / n * math.exp(-(score - ref[-1]))
+        if score < ref[0]:
+            return 0.5 / n * math.exp(score - ref[0])
+        below = bisect.bisect_left(ref, score)
+        level = bisect.bisect_right(ref, score) - below
+        if level:
+            return (below + 0.5 * level) / n
+        # between two reference scores: interpolate between their shares
+        lo, hi = ref[below - 1], ref[below]
+        share = (below - 0.5) / n
+        return share + (score - lo) / (hi - lo) / n if hi > lo else share
+
+    def payload(self) -> dict[str, Any]:
+        """JSON-safe (term keys go into pair lists: payload keys may not hold dots)."""
+        return {
+            "format": FORMAT,
+            "weights": [[t, round(w, 6)] for t, w in self.weights.items()],
+            "bias": self.bias,
+            "centre": [[t, round(w, 6)] for t, w in self.centre.items()],
+            "mix": self.mix,
+            "margin_stats": list(self.margin_stats),
+            "cosine_stats": list(self.cosine_stats),
+            "reference": [round(s, 6) for s in self.reference],
+            "fingerprint": self.fingerprint,
+            "corpus_docs": self.corpus_docs,
+            "positives": self.positives,
+            "negatives": self.negatives,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> SubscriptionModel | None:
+        """A stored model, or None for one of another format (it is then refit)."""
+        if payload.get("format") != FORMAT:
+            return None
+        ms, cs = payload["margin_stats"], payload["cosine_stats"]
+        return cls(
+            weights={str(t): float(w) for t, w in payload["weights"]},
+            bias=float(payload["bias"]),
+            centre={str(t): float(w) for t, w in payload["centre"]},
+            mix=float(payload["mix"]),
+            margin_stats=(float(ms[0]), float(ms[1])),
+            cosine_stats=(float(cs[0]), float(cs[1])),
+            reference=sorted(float(s) for s in payload["reference"]),
+            fingerprint=str(payload["fingerprint"]),
+            corpus_docs=int(payload["corpus_docs"]),
+            positives=int(payload.get("positives", 0)),
+            negatives=int(payload.get("negatives", 0)),
+        )
+
+
+def _matrix(vectors: Sequence[Vector], vocab: dict[str, int]) -> sparse.csr_matrix:
+    rows, cols, vals = [], [], []
+    for r, vector in enumerate(vectors):
+        for t, w in vector.items():
+            rows.append(r)
+            cols.append(vocab.setdefault(t, len(vocab)))
+            vals.append(w)
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(vectors), max(1, len(vocab))))
+
+
+def _stats(values: np.ndarray) -> tuple[float, float]:
+    spread = float(values.std()) if values.size > 1 else 0.0
+    return float(values.mean()) if values.size else 0.0, spread if spread > 1e-9 else 1.0
+
+
+def fit(
+    positives: Sequence[Vector],
+    negatives: Sequence[Vector],
+    reference: Sequence[Vector],
+    *,
+    centre_from: Sequence[Vector] | None = None,
+    mix: float = MIX,
+    c: float = C,
+    key: str = "",
+    corpus_docs: int = 0,
+) -> SubscriptionModel:
+    """Fit one subscription's model.
+
+    Args:
+        positives: unit TF-IDF vectors of the interests and the papers marked relevant.
+        negatives: vectors of sample papers and of the papers marked not relevant.
+        reference: vectors of recent papers *not* in ``negatives``: the standardisation and
+            calibration sample (the classifier is too sure of its own training papers).
+        centre_from: the vectors whose centroid is the cosine channel (default: positives).
+        mix: share of the standardised margin in the score (0: centroid only).
+        c: the SVM's regularisation.
+        key: the :func:`fingerprint` to record.
+        corpus_docs: documents in the IDF the vectors were made with.
+
+    Raises:
+        ValueError: without a positive.
+    """
+    if not positives:
+        raise ValueError("a model needs at least one positive")
+    centre = centroid(list(centre_from if centre_from is not None else positives))
+    # One matrix for all rows (and the centre), so the reference is scored in two products.
+    vocab: dict[str, int] = {}
+    x = _matrix([*positives, *negatives, *reference, centre], vocab)
+    n_fit = len(positives) + len(negatives)
+    weights: dict[str, float] = {}
+    coef = np.zeros(x.shape[1])
+    bias = 0.0
+    if negatives and mix > 0:
+        from sklearn.svm import LinearSVC
+
+        y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+        clf = LinearSVC(C=c, class_weight="balanced", tol=1e-4, max_iter=2000, dual=True)
+        clf.fit(x[:n_fit], y)
+        full = clf.coef_.ravel()
+        terms = list(vocab)
+        order = np.argsort(-np.abs(full))[:MAX_TERMS]
+        order = order[full[order] != 0.0]
+        coef[order] = full[order]  # the kept weights: the reference is scored as stored
+        weights = {terms[i]: float(full[i]) for i in order}
+        bias = float(clf.intercept_[0])
+    else:
+        mix = 0.0  # nothing to contrast with: the centroid alone
+    model = SubscriptionModel(
+        weights=weights,
+        bias=bias,
+        centre=centre,
+        mix=mix,
+        margin_stats=(0.0, 1.0),
+        cosine_stats=(0.0, 1.0),
+        fingerprint=key,
+        corpus_docs=corpus_docs,
+        positives=len(positives),
+        negatives=len(negatives),
+    )
+    if reference:
+        ref = x[n_fit : n_fit + len(reference)]
+        margins = ref @ coef + bias
+        cosines = ref @ np.asarray(x[x.shape[0] - 1].todense()).ravel()
+        model.margin_stats, model.cosine_stats = _stats(margins), _stats(cosines)
+        (mm, ms), (cm, cs) = model.margin_stats, model.cosine_stats
+        scores = mix * (margins - mm) / ms + (1.0 - mix) * (cosines - cm) / cs
+        model.reference = sorted(float(v) for v in scores)
+    return model

@@ -1,0 +1,234 @@
+"""The alert matcher's per-subscription models: a sample of recent papers, fitting, storage.
+
+The pure model is ``services.alerts.model``; this module feeds it and keeps it:
+
+* a sample of recently indexed papers' term counts (the last ``2 * SAMPLE`` papers the
+  worker indexed, or found indexed at start), split by a hash of the arXiv id into the
+  negatives the models are fit with and the reference sample they are calibrated on;
+* the models, stored in a payload-only collection ``<prefix>_subscription_models`` (not
+  model-versioned: it depends on terms, not on the dense model), one point per
+  subscription, so a restarted worker loads them instead of refitting every subscription;
+* refitting, lazily when a subscription is scored: when its fingerprint (interests,
+  feedback labels, settings) changed, when the IDF grew by ``IDF_REFRESH`` since the fit, or
+  when the sample has grown to twice what the model was fit with.
+
+Methods named ``*_sync`` block: run them on the store thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import zlib
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+
+from prometheus_client import Counter as PromCounter
+from qdrant_client import models as qm
+
+from services.alerts import model as submodel
+from services.alerts.feedback import FeedbackStore
+from services.alerts.matcher import CorpusStats, term_counts, tfidf
+from services.alerts.subscriptions import SubscriptionMeta
+from services.core.ids import NAMESPACE
+from services.store.vectorstore import VectorStore
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 200  # papers in the negatives and in the reference sample (each); see docs/alerts.md
+MIN_SAMPLE = 20  # fewer and a subscription is ranked by its centroid alone (no relevance)
+IDF_REFRESH = 0.05  # refit when the corpus grew by 5 % since the fit
+MAX_CACHED = 10_000
+
+FITS = PromCounter("astrostream_subscription_model_fits", "Per-subscription ranking models fitted.")
+LOADS = PromCounter(
+    "astrostream_subscription_model_loads", "Per-subscription ranking models loaded from storage."
+)
+
+
+def model_id(subscription_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"subscription-model:{subscription_id}"))
+
+
+def models_collection(store: VectorStore) -> str:
+    return f"{store.settings.collection_prefix}_subscription_models"
+
+
+def delete_stored_sync(store: VectorStore, subscription_id: str) -> None:
+    """Forget a deleted subscription's stored model (blocking)."""
+    name = models_collection(store)
+    if store.client.collection_exists(name):
+        store.client.delete(name, qm.PointIdsList(points=[model_id(subscription_id)]), wait=True)
+
+
+def is_reference(arxiv_id: str) -> bool:
+    """Half of the papers calibrate, the other half are negatives (stable across restarts)."""
+    return zlib.crc32(arxiv_id.encode()) % 2 == 1
+
+
+class SubscriptionModels:
+    """Fits, stores and caches one :class:`~services.alerts.model.SubscriptionModel` each."""
+
+    def __init__(
+        self,
+        store: Callable[[], VectorStore],
+        feedback: FeedbackStore | None,
+        sample: int = SAMPLE,
+    ) -> None:
+        self._store = store  # the live model's store (a rollout moves it)
+        self.feedback = feedback
+        self.recent: deque[tuple[str, Counter[str]]] = deque(maxlen=2 * sample)
+        self.cache: dict[str, submodel.SubscriptionModel] = {}
+        self._ensured: str | None = None
+
+    @property
+    def store(self) -> VectorStore:
+        return self._store()
+
+    @property
+    def name(self) -> str:
+        return models_collection(self.store)
+
+    def observe(self, arxiv_id: str, counts: Counter[str]) -> None:
+        """A paper was indexed: it joins the sample (the oldest one leaves)."""
+        self.recent.append((arxiv_id, counts))
+
+    def ensure_sync(self) -> None:
+        if self._ensured == self.name:
+            return
+        client = self.store.client
+        if not client.collection_exists(self.name):
+            client.create_collection(self.name, vectors_config={})
+        self._ensured = self.name
+
+    def models_sync(
+        self,
+        metas: Mapping[str, SubscriptionMeta],
+        corpus: CorpusStats,
+        scoring: frozenset[str] = frozenset(),
+    ) -> dict[str, submodel.SubscriptionModel]:
+        """The current model of each subscription: cached, stored, or fitted now (and stored).
+
+        ``scoring``: the papers about to be scored, never a negative or reference of a model
+        fitted now (they are in the sample already: it is filled as papers are indexed).
+        """
+        if not metas or len(self.recent) < 2 * MIN_SAMPLE:
+            return {}
+        self.ensure_sync()
+        labels = self._labels(sorted(metas))
+        keys = {
+            sub_id: submodel.fingerprint([i.terms for i in meta.interests], labels.get(sub_id, {}))
+            for sub_id, meta in metas.items()
+        }
+        chosen: dict[str, submodel.SubscriptionModel] = {}
+        missing = [s for s in metas if not self._fresh(self.cache.get(s), keys[s], corpus)]
+        if missing:
+            records = self.store.client.retrieve(
+                self.name, ids=[model_id(s) for s in missing], with_payload=True
+            )
+            for record in records:
+                payload = record.payload or {}
+                loaded = submodel.SubscriptionModel.from_payload(payload)
+                sub_id = str(payload.get("subscription_id", ""))
+                if loaded is not None and sub_id in keys:
+                    LOADS.inc()
+                    self.cache[sub_id] = loaded
+        refit = [s for s in metas if not self._fresh(self.cache.get(s), keys[s], corpus)]
+        if refit:
+            self._fit(refit, metas, labels, keys, corpus, scoring)
+        while len(self.cache) > MAX_CACHED:
+            self.cache.pop(next(iter(self.cache)))
+        for sub_id in metas:
+            if sub_id in self.cache:
+                chosen[sub_id] = self.cache[sub_id]
+        return chosen
+
+    def _fresh(
+        self, fitted: submodel.SubscriptionModel | None, key: str, corpus: CorpusStats
+    ) -> bool:
+        return (
+            fitted is not None
+            and fitted.fingerprint == key
+            and corpus.docs <= fitted.corpus_docs * (1 + IDF_REFRESH)
+            and 2 * fitted.negatives >= len(self.recent) // 2
+        )
+
+    def _labels(self, sub_ids: list[str]) -> dict[str, dict[str, str]]:
+        if self.feedback is None:
+            return {}
+        out: dict[str, dict[str, str]] = {}
+        for item in self.feedback.list_sync(sub_ids):
+            out.setdefault(item["subscription_id"], {})[item["arxiv_id"]] = item["label"]
+        return out
+
+    def _texts(self, arxiv_ids: set[str]) -> dict[str, Counter[str]]:
+        """Term counts of labelled papers, from the indexed sentences (title + text)."""
+        if not arxiv_ids:
+            return {}
+        found: dict[str, list[str]] = {}
+        records, _ = self.store.client.scroll(
+            self.store.sentences,
+            scroll_filter=qm.Filter(
+                must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchAny(any=sorted(arxiv_ids)))]
+            ),
+            limit=100 * len(arxiv_ids),
+            with_payload=["arxiv_id", "title", "text"],
+            with_vectors=False,
+        )
+        for r in records:
+            p = r.payload or {}
+            found.setdefault(str(p.get("arxiv_id")), [str(p.get("title", ""))]).append(
+                str(p.get("text", ""))
+            )
+        return {a: term_counts(" ".join(parts)) for a, parts in found.items()}
+
+    def _fit(
+        self,
+        sub_ids: list[str],
+        metas: Mapping[str, SubscriptionMeta],
+        labels: dict[str, dict[str, str]],
+        keys: dict[str, str],
+        corpus: CorpusStats,
+        scoring: frozenset[str],
+    ) -> None:
+        vectors = {a: tfidf(c, corpus) for a, c in self.recent}
+        wanted = {a for s in sub_ids for a in labels.get(s, {})}
+        labelled = {a: tfidf(c, corpus) for a, c in self._texts(wanted - set(vectors)).items()}
+        labelled.update({a: vectors[a] for a in wanted if a in vectors})
+        points = []
+        for sub_id in sub_ids:
+            meta = metas[sub_id]
+            mine = labels.get(sub_id, {})
+            skip = set(meta.arxiv_ids) | set(mine) | scoring
+            interests = [tfidf(dict(i.terms), corpus) for i in meta.interests]
+            interests = [v for v in interests if v] or [{}]
+            positives = interests + [
+                labelled[a]
+                for a, lab in sorted(mine.items())
+                if lab == "relevant" and a in labelled
+            ]
+            negatives = [v for a, v in vectors.items() if a not in skip and not is_reference(a)]
+            negatives += [
+                labelled[a]
+                for a, lab in sorted(mine.items())
+                if lab == "not_relevant" and a in labelled
+            ]
+            reference = [v for a, v in vectors.items() if a not in skip and is_reference(a)]
+            fitted = submodel.fit(
+                positives,
+                negatives,
+                reference,
+                key=keys[sub_id],
+                corpus_docs=corpus.docs,
+            )
+            FITS.inc()
+            self.cache[sub_id] = fitted
+            points.append(
+                qm.PointStruct(
+                    id=model_id(sub_id),
+                    vector={},
+                    payload={"subscription_id": sub_id, **fitted.payload()},
+                )
+            )
+        self.store.client.upsert(self.name, points, wait=True)
+        log.info("fitted %d subscription models", len(points))
