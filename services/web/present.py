@@ -36,7 +36,10 @@ def strength_view(relevance: float | None, score: float) -> dict[str, Any]:
             "words": words,
             "label": "Not rated yet",
             "bar": None,
-            "explain": f"raw score {score:.3f}; stored before scores were calibrated",
+            "explain": (
+                f"raw score {score:.3f}; calibrated once the service has seen enough recent "
+                "papers to compare with"
+            ),
         }
     share = max(0.0, min(1.0, float(relevance)))
     return {
