@@ -21,9 +21,10 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 from qdrant_client import models as qm
 
@@ -42,10 +43,11 @@ from services.alerts.webhooks import WebhookSender, webhook_body
 from services.core import metrics
 from services.core.errors import DependencyUnavailable
 from services.core.ids import alert_id
+from services.core.lexical import sparse
 from services.core.retry import until_available
 from services.core.schemas import Alert, Match
 from services.embed.pipeline import IndexedPaper
-from services.store.vectorstore import VectorStore
+from services.store.vectorstore import LEXICAL, VectorStore, dense_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,6 +58,8 @@ META_CACHE = 10_000  # subscriptions whose metadata is kept in memory (they are 
 IDF_REFRESH = 0.05  # recompute a subscription's TF-IDF centroid when the corpus grew by 5 %
 MAX_ALERTS_LIMIT = 500
 HIT_FIELDS = ["subscription_id", "interest"]
+LEXICAL_HIT = -1  # marks the sparse request of a paper among the sentence requests
+RESCORE_HITS = 4  # per lexically reached subscription, in the dense re-score of its sentences
 
 SUBSCRIPTIONS = Gauge(
     "astrostream_subscriptions", "Subscriptions, as last counted by this process."
@@ -96,6 +100,7 @@ class AlertMatcher:
         lexical_weight: float | None = None,
         prior: CorpusStats | None = None,
         percolate_limit: int = 256,
+        sparse_limit: int = 1000,
         crash_after_publish: bool = False,
         feedback: FeedbackStore | None = None,
     ) -> None:
@@ -106,6 +111,7 @@ class AlertMatcher:
         self.aggregation = aggregation
         self.lexical_weight = lexical_weight
         self.percolate_limit = percolate_limit
+        self.sparse_limit = sparse_limit  # subscriptions reached lexically per paper (0: off)
         self.crash_after_publish = crash_after_publish  # ASTRO_CRASH_AT (crash-safety tests)
         # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
         self.corpus = prior.copy() if prior is not None else CorpusStats()
@@ -145,7 +151,7 @@ class AlertMatcher:
             counts.append(terms)
         if not await self._call(self._any_interests):
             return []  # no subscriptions: skip the searches (costly in local mode)
-        hits = await self._percolate(papers)
+        hits = await self._percolate(papers, counts)
         metas = await self._metas(sorted({sub for per in hits for sub in per}))
         muted = (
             await self._call(
@@ -241,8 +247,17 @@ class AlertMatcher:
         counted = self.store.client.count(self.store.subscriptions, exact=False)
         return int(counted.count) > 0
 
-    async def _percolate(self, papers: list[IndexedPaper]) -> list[dict[str, list[Entry]]]:
-        """Per paper: subscription id → its hits (one entry per sentence x interest vector)."""
+    async def _percolate(
+        self, papers: list[IndexedPaper], counts: Sequence[Mapping[str, int]] | None = None
+    ) -> list[dict[str, list[Entry]]]:
+        """Per paper: subscription id → its hits (one entry per sentence x interest vector).
+
+        Two reaches, one batched request: every sentence vector searched into the interest
+        vectors (dense, ``percolate_limit`` each), and the paper's TF-IDF vector searched into
+        the subscriptions' sparse vectors (lexical, ``sparse_limit``). A subscription reached
+        only lexically gets its entries from a dense re-score of the paper's sentences against
+        its own interest vectors, so the scorer sees the same kind of input for every one.
+        """
         requests: list[qm.QueryRequest] = []
         owners: list[tuple[int, int]] = []
         for row, item in enumerate(papers):
@@ -255,6 +270,23 @@ class AlertMatcher:
                     )
                 )
                 owners.append((row, index))
+        if (
+            counts is not None
+            and self.sparse_limit > 0
+            and await self._call(self.store.has_lexical, "subscriptions")
+        ):
+            for row, terms in enumerate(counts):
+                indices, values = sparse(tfidf(terms, self.corpus))
+                if indices:
+                    requests.append(
+                        qm.QueryRequest(
+                            query=qm.SparseVector(indices=indices, values=values),
+                            using=LEXICAL,
+                            limit=self.sparse_limit,
+                            with_payload=HIT_FIELDS,
+                        )
+                    )
+                    owners.append((row, LEXICAL_HIT))
         found: list[dict[str, list[Entry]]] = [{} for _ in papers]
         for start in range(0, len(requests), QUERIES_PER_REQUEST):
             chunk = requests[start : start + QUERIES_PER_REQUEST]
@@ -265,10 +297,111 @@ class AlertMatcher:
                 for point in answer.points:
                     payload = point.payload or {}
                     sub_id = str(payload.get("subscription_id", ""))
-                    found[row].setdefault(sub_id, []).append(
-                        Entry(index, str(payload.get("interest", "")), float(point.score))
-                    )
+                    entries = found[row].setdefault(sub_id, [])
+                    if index != LEXICAL_HIT:
+                        entries.append(
+                            Entry(index, str(payload.get("interest", "")), float(point.score))
+                        )
+        lexical_only = [
+            (row, sub_id) for row, per in enumerate(found) for sub_id, e in per.items() if not e
+        ]
+        if lexical_only:
+            await self._rescore(papers, found, lexical_only)
+        for per in found:  # a subscription deleted meanwhile has no interest vectors left
+            for sub_id in [s for s, e in per.items() if not e]:
+                del per[sub_id]
         return found
+
+    async def _rescore(
+        self,
+        papers: list[IndexedPaper],
+        found: list[dict[str, list[Entry]]],
+        pairs: list[tuple[int, str]],
+    ) -> None:
+        """Dense entries for (paper, subscription) pairs reached only lexically.
+
+        First a dense search of each of the paper's sentences restricted to those
+        subscriptions (``RESCORE_HITS`` hits per subscription); the few that still have no
+        entry get their interest vectors read and compared directly.
+        """
+        per_paper: dict[int, list[str]] = {}
+        for row, sub_id in pairs:
+            per_paper.setdefault(row, []).append(sub_id)
+        requests: list[qm.QueryRequest] = []
+        owners: list[tuple[int, int]] = []
+        for row, subs in per_paper.items():
+            only = qm.Filter(
+                must=[qm.FieldCondition(key="subscription_id", match=qm.MatchAny(any=subs))]
+            )
+            for index, vector in enumerate(papers[row].sentence_vectors):
+                requests.append(
+                    qm.QueryRequest(
+                        query=vector.tolist(),
+                        filter=only,
+                        limit=len(subs) * RESCORE_HITS,
+                        with_payload=HIT_FIELDS,
+                    )
+                )
+                owners.append((row, index))
+        wanted = set(pairs)
+        for start in range(0, len(requests), QUERIES_PER_REQUEST):
+            chunk = requests[start : start + QUERIES_PER_REQUEST]
+            answers = await self._call(
+                self.store.client.query_batch_points, self.store.subscriptions, chunk
+            )
+            for (row, index), answer in zip(owners[start:], answers, strict=False):
+                for point in answer.points:
+                    payload = point.payload or {}
+                    sub_id = str(payload.get("subscription_id", ""))
+                    if (row, sub_id) in wanted:
+                        found[row][sub_id].append(
+                            Entry(index, str(payload.get("interest", "")), float(point.score))
+                        )
+        left = sorted({sub_id for row, sub_id in pairs if not found[row][sub_id]})
+        if not left:
+            return
+        records = await self._call(self._interest_vectors, left)
+        by_sub: dict[str, list[tuple[str, list[float]]]] = {}
+        for record in records:
+            payload = record.payload or {}
+            dense = dense_of(record)
+            if dense is not None:
+                by_sub.setdefault(str(payload.get("subscription_id", "")), []).append(
+                    (str(payload.get("interest", "")), dense)
+                )
+        for row, sub_id in pairs:
+            points = by_sub.get(sub_id)
+            if found[row][sub_id] or not points:
+                continue
+            sims = (
+                np.asarray(papers[row].sentence_vectors, dtype=np.float32)
+                @ np.asarray([v for _, v in points], dtype=np.float32).T
+            )
+            best = np.argsort(sims, axis=None)[::-1][: RESCORE_HITS * 4]
+            for flat in best:
+                index, column = divmod(int(flat), sims.shape[1])
+                found[row][sub_id].append(
+                    Entry(index, points[column][0], float(sims[index, column]))
+                )
+
+    def _interest_vectors(self, sub_ids: list[str]) -> list[qm.Record]:
+        only = qm.Filter(
+            must=[qm.FieldCondition(key="subscription_id", match=qm.MatchAny(any=sub_ids))]
+        )
+        records: list[qm.Record] = []
+        offset: Any = None
+        while True:
+            page, offset = self.store.client.scroll(
+                self.store.subscriptions,
+                scroll_filter=only,
+                limit=1024,
+                offset=offset,
+                with_payload=HIT_FIELDS,
+                with_vectors=True,
+            )
+            records.extend(page)
+            if offset is None:
+                return records
 
     async def _metas(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
         missing = [s for s in sub_ids if s not in self._meta]

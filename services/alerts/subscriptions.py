@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from qdrant_client import models as qm
 
-from services.alerts.matcher import term_counts
+from services.alerts.matcher import CorpusStats, centroid, term_counts, tfidf
 from services.alerts.webhooks import UnsafeUrl, check_url
 from services.core.clock import utcnow
 from services.core.errors import (
@@ -35,11 +35,12 @@ from services.core.errors import (
     describe_validation_error,
 )
 from services.core.ids import interest_point_id
+from services.core.lexical import sparse
 from services.core.schemas import split_arxiv_id
 from services.core.text import normalise
 from services.core.types import TextEncoder
 from services.store.binding import Binding
-from services.store.vectorstore import VectorStore
+from services.store.vectorstore import Sparse, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +259,10 @@ class SubscriptionStore:
     Methods named ``*_sync`` block and run on the Qdrant thread via ``store.run``.
     """
 
-    def __init__(self, binding: Binding) -> None:
+    def __init__(self, binding: Binding, prior: CorpusStats | None = None) -> None:
         self.binding = binding
+        # The IDF of the subscriptions' sparse vectors (the alerts' prior table; none: tf only).
+        self.prior = prior if prior is not None else CorpusStats()
         self.meta = meta_collection(binding.store)
         self.alerts = alerts_collection(binding.store)
 
@@ -346,6 +349,10 @@ class SubscriptionStore:
             for index, label, kind, text in labels
         ]
         ids = [interest_point_id(sub_id, i) for i in range(points)]
+        # One sparse vector per subscription, on its first point: the TF-IDF centroid of its
+        # interests (what the lexical score compares a paper with), so lexical percolation
+        # spends one hit per subscription.
+        lexical: list[Sparse | None] = [self.lexical_vector(interests)] + [None] * (points - 1)
         secret = request.webhook_secret or (secrets.token_hex(32) if request.webhook else None)
         meta = SubscriptionMeta(
             id=sub_id,
@@ -363,13 +370,18 @@ class SubscriptionStore:
             else None,
             owner=owner,
         )
-        await store.run(store.upsert, store.subscriptions, ids, vectors, payloads)
+        await store.run(store.upsert, store.subscriptions, ids, vectors, payloads, lexical)
         # Metadata last: a subscription whose metadata is missing is never matched.
         await store.run(self._put_meta_sync, sub_id, meta)
         view = meta.public()
         if secret:
             view["webhook_secret"] = secret
         return view
+
+    def lexical_vector(self, interests: list[Interest]) -> Sparse:
+        """The subscription's sparse vector: unit TF-IDF centroid of its interests' terms."""
+        vectors = [tfidf(dict(interest.terms), self.prior) for interest in interests]
+        return sparse(centroid(vectors))
 
     def resolve_seeds_sync(self, arxiv_ids: list[str]) -> dict[str, Seed]:
         store = self.store
