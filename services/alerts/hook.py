@@ -42,7 +42,7 @@ from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.alerts.webhooks import WebhookSender, webhook_body
 from services.core import metrics
 from services.core.errors import DependencyUnavailable
-from services.core.ids import alert_id
+from services.core.ids import alert_id, interest_point_id
 from services.core.lexical import sparse
 from services.core.retry import until_available
 from services.core.schemas import Alert, Match
@@ -59,7 +59,6 @@ IDF_REFRESH = 0.05  # recompute a subscription's TF-IDF centroid when the corpus
 MAX_ALERTS_LIMIT = 500
 HIT_FIELDS = ["subscription_id", "interest"]
 LEXICAL_HIT = -1  # marks the sparse request of a paper among the sentence requests
-RESCORE_HITS = 4  # per lexically reached subscription, in the dense re-score of its sentences
 
 SUBSCRIPTIONS = Gauge(
     "astrostream_subscriptions", "Subscriptions, as last counted by this process."
@@ -256,7 +255,7 @@ class AlertMatcher:
         vectors (dense, ``percolate_limit`` each), and the paper's TF-IDF vector searched into
         the subscriptions' sparse vectors (lexical, ``sparse_limit``). A subscription reached
         only lexically gets its entries from a dense re-score of the paper's sentences against
-        its own interest vectors, so the scorer sees the same kind of input for every one.
+        its first interest vector, so the scorer sees the same kind of input for every one.
         """
         requests: list[qm.QueryRequest] = []
         owners: list[tuple[int, int]] = []
@@ -320,88 +319,38 @@ class AlertMatcher:
     ) -> None:
         """Dense entries for (paper, subscription) pairs reached only lexically.
 
-        First a dense search of each of the paper's sentences restricted to those
-        subscriptions (``RESCORE_HITS`` hits per subscription); the few that still have no
-        entry get their interest vectors read and compared directly.
+        One read by id of each such subscription's first interest vector (its first query
+        or seed sentence), compared with every sentence of the paper: real cosines and real
+        evidence at the cost of one vector per subscription. The dense aggregate then sees
+        one column of the subscription's matrix (a lower bound of the full one, which only
+        matters when ``ASTRO_ALERT_LEXICAL_WEIGHT`` < 1).
         """
-        per_paper: dict[int, list[str]] = {}
-        for row, sub_id in pairs:
-            per_paper.setdefault(row, []).append(sub_id)
-        requests: list[qm.QueryRequest] = []
-        owners: list[tuple[int, int]] = []
-        for row, subs in per_paper.items():
-            only = qm.Filter(
-                must=[qm.FieldCondition(key="subscription_id", match=qm.MatchAny(any=subs))]
+        sub_ids = sorted({sub_id for _, sub_id in pairs})
+        records = await self._call(
+            lambda: self.store.client.retrieve(
+                self.store.subscriptions,
+                ids=[interest_point_id(s, 0) for s in sub_ids],
+                with_payload=HIT_FIELDS,
+                with_vectors=True,
             )
-            for index, vector in enumerate(papers[row].sentence_vectors):
-                requests.append(
-                    qm.QueryRequest(
-                        query=vector.tolist(),
-                        filter=only,
-                        limit=len(subs) * RESCORE_HITS,
-                        with_payload=HIT_FIELDS,
-                    )
-                )
-                owners.append((row, index))
-        wanted = set(pairs)
-        for start in range(0, len(requests), QUERIES_PER_REQUEST):
-            chunk = requests[start : start + QUERIES_PER_REQUEST]
-            answers = await self._call(
-                self.store.client.query_batch_points, self.store.subscriptions, chunk
-            )
-            for (row, index), answer in zip(owners[start:], answers, strict=False):
-                for point in answer.points:
-                    payload = point.payload or {}
-                    sub_id = str(payload.get("subscription_id", ""))
-                    if (row, sub_id) in wanted:
-                        found[row][sub_id].append(
-                            Entry(index, str(payload.get("interest", "")), float(point.score))
-                        )
-        left = sorted({sub_id for row, sub_id in pairs if not found[row][sub_id]})
-        if not left:
-            return
-        records = await self._call(self._interest_vectors, left)
-        by_sub: dict[str, list[tuple[str, list[float]]]] = {}
+        )
+        first: dict[str, tuple[str, np.ndarray]] = {}
         for record in records:
             payload = record.payload or {}
             dense = dense_of(record)
             if dense is not None:
-                by_sub.setdefault(str(payload.get("subscription_id", "")), []).append(
-                    (str(payload.get("interest", "")), dense)
+                first[str(payload.get("subscription_id", ""))] = (
+                    str(payload.get("interest", "")),
+                    np.asarray(dense, dtype=np.float32),
                 )
         for row, sub_id in pairs:
-            points = by_sub.get(sub_id)
-            if found[row][sub_id] or not points:
-                continue
-            sims = (
-                np.asarray(papers[row].sentence_vectors, dtype=np.float32)
-                @ np.asarray([v for _, v in points], dtype=np.float32).T
-            )
-            best = np.argsort(sims, axis=None)[::-1][: RESCORE_HITS * 4]
-            for flat in best:
-                index, column = divmod(int(flat), sims.shape[1])
-                found[row][sub_id].append(
-                    Entry(index, points[column][0], float(sims[index, column]))
-                )
-
-    def _interest_vectors(self, sub_ids: list[str]) -> list[qm.Record]:
-        only = qm.Filter(
-            must=[qm.FieldCondition(key="subscription_id", match=qm.MatchAny(any=sub_ids))]
-        )
-        records: list[qm.Record] = []
-        offset: Any = None
-        while True:
-            page, offset = self.store.client.scroll(
-                self.store.subscriptions,
-                scroll_filter=only,
-                limit=1024,
-                offset=offset,
-                with_payload=HIT_FIELDS,
-                with_vectors=True,
-            )
-            records.extend(page)
-            if offset is None:
-                return records
+            if sub_id not in first:
+                continue  # deleted meanwhile
+            interest, vector = first[sub_id]
+            sims = np.asarray(papers[row].sentence_vectors, dtype=np.float32) @ vector
+            found[row][sub_id] = [
+                Entry(index, interest, float(score)) for index, score in enumerate(sims)
+            ]
 
     async def _metas(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
         missing = [s for s in sub_ids if s not in self._meta]
