@@ -21,9 +21,10 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 from qdrant_client import models as qm
 
@@ -50,11 +51,12 @@ from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.alerts.webhooks import WebhookSender, webhook_body
 from services.core import metrics
 from services.core.errors import DependencyUnavailable
-from services.core.ids import alert_id
+from services.core.ids import alert_id, interest_point_id
+from services.core.lexical import sparse
 from services.core.retry import until_available
 from services.core.schemas import Alert, Match
 from services.embed.pipeline import IndexedPaper
-from services.store.vectorstore import VectorStore
+from services.store.vectorstore import LEXICAL, VectorStore, dense_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +68,7 @@ META_TTL_S = 10.0  # a cached subscription is re-read after this long (PUT/PATCH
 IDF_REFRESH = 0.05  # recompute a subscription's TF-IDF centroid when the corpus grew by 5 %
 MAX_ALERTS_LIMIT = 500
 HIT_FIELDS = ["subscription_id", "interest"]
+LEXICAL_HIT = -1  # marks the sparse request of a paper among the sentence requests
 
 SUBSCRIPTIONS = Gauge(
     "astrostream_subscriptions", "Subscriptions, as last counted by this process."
@@ -106,6 +109,7 @@ class AlertMatcher:
         lexical_weight: float | None = None,
         prior: CorpusStats | None = None,
         percolate_limit: int = 256,
+        sparse_limit: int = 1000,
         crash_after_publish: bool = False,
         feedback: FeedbackStore | None = None,
     ) -> None:
@@ -116,6 +120,7 @@ class AlertMatcher:
         self.aggregation = aggregation
         self.lexical_weight = lexical_weight
         self.percolate_limit = percolate_limit
+        self.sparse_limit = sparse_limit  # subscriptions reached lexically per paper (0: off)
         self.crash_after_publish = crash_after_publish  # ASTRO_CRASH_AT (crash-safety tests)
         # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
         self.corpus = prior.copy() if prior is not None else CorpusStats()
@@ -162,7 +167,7 @@ class AlertMatcher:
         await self._refresh_authors()
         if not self._authors and not await self._call(self._any_interests):
             return []  # no subscriptions: skip the searches (costly in local mode)
-        hits = await self._percolate(papers)
+        hits = await self._percolate(papers, counts)
         followed = [self._followed_by(item.paper.authors) for item in papers]
         metas = await self._metas(
             sorted({sub for per in hits for sub in per} | {s for f in followed for s in f})
@@ -278,8 +283,17 @@ class AlertMatcher:
         counted = self.store.client.count(self.store.subscriptions, exact=False)
         return int(counted.count) > 0
 
-    async def _percolate(self, papers: list[IndexedPaper]) -> list[dict[str, list[Entry]]]:
-        """Per paper: subscription id → its hits (one entry per sentence x interest vector)."""
+    async def _percolate(
+        self, papers: list[IndexedPaper], counts: Sequence[Mapping[str, int]] | None = None
+    ) -> list[dict[str, list[Entry]]]:
+        """Per paper: subscription id → its hits (one entry per sentence x interest vector).
+
+        Two reaches, one batched request: every sentence vector searched into the interest
+        vectors (dense, ``percolate_limit`` each), and the paper's TF-IDF vector searched into
+        the subscriptions' sparse vectors (lexical, ``sparse_limit``). A subscription reached
+        only lexically gets its entries from a dense re-score of the paper's sentences against
+        its first interest vector, so the scorer sees the same kind of input for every one.
+        """
         requests: list[qm.QueryRequest] = []
         owners: list[tuple[int, int]] = []
         for row, item in enumerate(papers):
@@ -292,6 +306,23 @@ class AlertMatcher:
                     )
                 )
                 owners.append((row, index))
+        if (
+            counts is not None
+            and self.sparse_limit > 0
+            and await self._call(self.store.has_lexical, "subscriptions")
+        ):
+            for row, terms in enumerate(counts):
+                indices, values = sparse(tfidf(terms, self.corpus))
+                if indices:
+                    requests.append(
+                        qm.QueryRequest(
+                            query=qm.SparseVector(indices=indices, values=values),
+                            using=LEXICAL,
+                            limit=self.sparse_limit,
+                            with_payload=HIT_FIELDS,
+                        )
+                    )
+                    owners.append((row, LEXICAL_HIT))
         found: list[dict[str, list[Entry]]] = [{} for _ in papers]
         for start in range(0, len(requests), QUERIES_PER_REQUEST):
             chunk = requests[start : start + QUERIES_PER_REQUEST]
@@ -302,10 +333,61 @@ class AlertMatcher:
                 for point in answer.points:
                     payload = point.payload or {}
                     sub_id = str(payload.get("subscription_id", ""))
-                    found[row].setdefault(sub_id, []).append(
-                        Entry(index, str(payload.get("interest", "")), float(point.score))
-                    )
+                    entries = found[row].setdefault(sub_id, [])
+                    if index != LEXICAL_HIT:
+                        entries.append(
+                            Entry(index, str(payload.get("interest", "")), float(point.score))
+                        )
+        lexical_only = [
+            (row, sub_id) for row, per in enumerate(found) for sub_id, e in per.items() if not e
+        ]
+        if lexical_only:
+            await self._rescore(papers, found, lexical_only)
+        for per in found:  # a subscription deleted meanwhile has no interest vectors left
+            for sub_id in [s for s, e in per.items() if not e]:
+                del per[sub_id]
         return found
+
+    async def _rescore(
+        self,
+        papers: list[IndexedPaper],
+        found: list[dict[str, list[Entry]]],
+        pairs: list[tuple[int, str]],
+    ) -> None:
+        """Dense entries for (paper, subscription) pairs reached only lexically.
+
+        One read by id of each such subscription's first interest vector (its first query
+        or seed sentence), compared with every sentence of the paper: real cosines and real
+        evidence at the cost of one vector per subscription. The dense aggregate then sees
+        one column of the subscription's matrix (a lower bound of the full one, which only
+        matters when ``ASTRO_ALERT_LEXICAL_WEIGHT`` < 1).
+        """
+        sub_ids = sorted({sub_id for _, sub_id in pairs})
+        records = await self._call(
+            lambda: self.store.client.retrieve(
+                self.store.subscriptions,
+                ids=[interest_point_id(s, 0) for s in sub_ids],
+                with_payload=HIT_FIELDS,
+                with_vectors=True,
+            )
+        )
+        first: dict[str, tuple[str, np.ndarray]] = {}
+        for record in records:
+            payload = record.payload or {}
+            dense = dense_of(record)
+            if dense is not None:
+                first[str(payload.get("subscription_id", ""))] = (
+                    str(payload.get("interest", "")),
+                    np.asarray(dense, dtype=np.float32),
+                )
+        for row, sub_id in pairs:
+            if sub_id not in first:
+                continue  # deleted meanwhile
+            interest, vector = first[sub_id]
+            sims = np.asarray(papers[row].sentence_vectors, dtype=np.float32) @ vector
+            found[row][sub_id] = [
+                Entry(index, interest, float(score)) for index, score in enumerate(sims)
+            ]
 
     async def _metas(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
         now = time.monotonic()

@@ -19,15 +19,18 @@ earn a share.
 
 from __future__ import annotations
 
-import itertools
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
+# The terms of the lexical score live in core (the embed stage writes them as sparse vectors).
+from services.core.lexical import STOP_WORDS as STOP_WORDS
+from services.core.lexical import term_counts as term_counts
+from services.core.lexical import tokens as tokens
 
 Aggregation = Literal["max", "topk", "lse"]
 
@@ -37,41 +40,6 @@ LSE_TAU = 0.05  # temperature of the soft mean; 0.02 behaves like max, 0.1 like 
 TOP_K = 3
 LEXICAL_WEIGHT = 1.0  # share of the TF-IDF cosine in the paper score (measured, see docs)
 EVIDENCE = 3  # matches kept per alert
-
-# The token pattern of arxiv-sanity (a letter, then letters/digits): keeps "JWST", "H0", "z6".
-_TOKEN = re.compile(r"\b[a-zA-Z_][a-zA-Z0-9_]+\b")
-# LaTeX commands carry no topic ("\odot", "\mathrm"): drop them before tokenising.
-_LATEX = re.compile(r"\\[a-zA-Z]+")
-# fmt: off
-STOP_WORDS = frozenset(
-    (
-        "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any",
-        "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both",
-        "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "either",
-        "et", "al", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her",
-        "here", "hers", "him", "his", "how", "however", "i", "if", "in", "into", "is", "it", "its",
-        "itself", "just", "may", "me", "might", "more", "most", "much", "must", "my", "no", "nor",
-        "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out", "over",
-        "own", "per", "same", "she", "should", "since", "so", "some", "such", "than", "that", "the",
-        "their", "them", "then", "there", "these", "they", "this", "those", "through", "thus", "to",
-        "too", "under", "until", "up", "upon", "us", "very", "via", "was", "we", "were", "what",
-        "when", "where", "whether", "which", "while", "who", "whom", "why", "will", "with", "within",
-        "without", "would", "you", "your",
-    )
-)
-# fmt: on
-
-
-def tokens(text: str) -> list[str]:
-    """Lower-cased words (no stop words, no LaTeX commands) followed by their bigrams."""
-    words = [
-        w for w in (m.lower() for m in _TOKEN.findall(_LATEX.sub(" ", text))) if w not in STOP_WORDS
-    ]
-    return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
-
-
-def term_counts(text: str) -> Counter[str]:
-    return Counter(tokens(text))
 
 
 @dataclass

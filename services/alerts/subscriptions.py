@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from qdrant_client import models as qm
 
 from services.alerts.filters import author_key
-from services.alerts.matcher import term_counts
+from services.alerts.matcher import CorpusStats, centroid, term_counts, tfidf
 from services.alerts.webhooks import UnsafeUrl, check_url
 from services.core.clock import utcnow
 from services.core.errors import (
@@ -37,11 +37,12 @@ from services.core.errors import (
     describe_validation_error,
 )
 from services.core.ids import interest_point_id
+from services.core.lexical import sparse
 from services.core.schemas import split_arxiv_id
 from services.core.text import normalise
 from services.core.types import TextEncoder
 from services.store.binding import Binding
-from services.store.vectorstore import VectorStore
+from services.store.vectorstore import Sparse, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +388,7 @@ class _Built:
     ids: list[str]
     vectors: np.ndarray
     payloads: list[dict[str, Any]]
+    lexical: list[Sparse | None]
 
 
 @dataclass(frozen=True)
@@ -405,8 +407,10 @@ class SubscriptionStore:
     Methods named ``*_sync`` block and run on the Qdrant thread via ``store.run``.
     """
 
-    def __init__(self, binding: Binding) -> None:
+    def __init__(self, binding: Binding, prior: CorpusStats | None = None) -> None:
         self.binding = binding
+        # The IDF of the subscriptions' sparse vectors (the alerts' prior table; none: tf only).
+        self.prior = prior if prior is not None else CorpusStats()
         self.meta = meta_collection(binding.store)
         self.alerts = alerts_collection(binding.store)
 
@@ -466,7 +470,12 @@ class SubscriptionStore:
         store = self.store
         if built.ids:
             await store.run(
-                store.upsert, store.subscriptions, built.ids, built.vectors, built.payloads
+                store.upsert,
+                store.subscriptions,
+                built.ids,
+                built.vectors,
+                built.payloads,
+                built.lexical,
             )
         # Metadata last: a subscription whose metadata is missing is never matched.
         await store.run(self._put_meta_sync, sub_id, meta)
@@ -505,7 +514,12 @@ class SubscriptionStore:
             points = len(built.ids)
             if built.ids:
                 await store.run(
-                    store.upsert, store.subscriptions, built.ids, built.vectors, built.payloads
+                    store.upsert,
+                    store.subscriptions,
+                    built.ids,
+                    built.vectors,
+                    built.payloads,
+                    built.lexical,
                 )
             surplus = [interest_point_id(sub_id, i) for i in range(points, old.points)]
             if surplus:
@@ -603,7 +617,11 @@ class SubscriptionStore:
             for index, label, kind, text in labels
         ]
         ids = [interest_point_id(sub_id, i) for i in range(points)]
-        return _Built(interests, ids, vectors, payloads)
+        # One sparse vector per subscription, on its first point: the TF-IDF centroid of its
+        # interests (what the lexical score compares a paper with), so lexical percolation
+        # spends one hit per subscription.
+        lexical: list[Sparse | None] = [self.lexical_vector(interests)] + [None] * (points - 1)
+        return _Built(interests, ids, vectors, payloads, lexical[:points])
 
     def _set_interest_payload_sync(self, sub_id: str, fields: dict[str, Any]) -> None:
         self.store.client.set_payload(
@@ -614,6 +632,11 @@ class SubscriptionStore:
         self.store.client.delete(
             self.store.subscriptions, qm.PointIdsList(points=list[Any](ids)), wait=True
         )
+
+    def lexical_vector(self, interests: list[Interest]) -> Sparse:
+        """The subscription's sparse vector: unit TF-IDF centroid of its interests' terms."""
+        vectors = [tfidf(dict(interest.terms), self.prior) for interest in interests]
+        return sparse(centroid(vectors))
 
     def resolve_seeds_sync(self, arxiv_ids: list[str]) -> dict[str, Seed]:
         store = self.store

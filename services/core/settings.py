@@ -139,6 +139,15 @@ class Settings(BaseSettings):
             "Interest vectors returned per new sentence: the subscriptions a paper can reach."
         ),
     )
+    alert_sparse_limit: int = Field(
+        1000,
+        ge=0,
+        le=10_000,
+        description=(
+            "Subscriptions a new paper reaches through its terms (sparse vectors), on top of "
+            "the dense percolation; 0: dense only."
+        ),
+    )
     alert_df_table: str = Field(
         "bundled",
         description=(

@@ -455,6 +455,7 @@ class EmbedPipeline:
             points.paper_ids,
             points.paper_vectors,
             points.paper_payloads,
+            points.paper_lexical,
         )
 
         now = time.time()

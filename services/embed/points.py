@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from services.core.ids import paper_point_id
+from services.core.lexical import sparse, sublinear_tf, term_counts
+from services.store.vectorstore import Sparse
 
 
 def paper_vector(title_vector: np.ndarray, sentence_vectors: np.ndarray) -> np.ndarray:
@@ -45,6 +47,7 @@ class Points:
     paper_ids: list[str] = field(default_factory=list)
     paper_payloads: list[dict[str, Any]] = field(default_factory=list)
     paper_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    paper_lexical: list[Sparse] = field(default_factory=list)  # sparse term weights per paper
     spans: list[slice] = field(default_factory=list)  # sentence rows of each paper
 
     def sentences_of(self, index: int) -> np.ndarray:
@@ -74,11 +77,27 @@ def build_points(papers: Sequence[PaperSource], vectors: np.ndarray, model_versi
         paper_vecs.append(paper_vector(vectors[title_row], vectors[rows[first:]]))
         points.paper_ids.append(paper_point_id(source.arxiv_id))
         points.paper_payloads.append({**source.payload, "model_version": model_version})
+        points.paper_lexical.append(paper_lexical(source))
     if row != len(vectors):
         raise ValueError(f"{len(vectors)} vectors for {row} texts")
     points.sentence_vectors = vectors[rows]
     points.paper_vectors = np.vstack(paper_vecs) if paper_vecs else vectors[:0]
     return points
+
+
+def paper_lexical(source: PaperSource) -> Sparse:
+    """The paper's sparse vector: unit sublinear tf of the terms of title + sentences.
+
+    The same text and terms as the alerts' TF-IDF score of the paper; the collection's IDF
+    modifier supplies the IDF at query time.
+    """
+    text = " ".join(
+        [
+            str(source.payload.get("title", "")),
+            *(str(p.get("text", "")) for _, p in source.sentences),
+        ]
+    )
+    return sparse(sublinear_tf(term_counts(text)))
 
 
 def texts_of(titles: Sequence[str], sentences: Sequence[Sequence[str]]) -> list[str]:

@@ -26,7 +26,7 @@ from services.models.encoder import (
     pick_device,
 )
 from services.store.binding import Binding
-from services.store.vectorstore import VectorStore
+from services.store.vectorstore import LEXICAL, Sparse, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +176,12 @@ class Rollout:
     async def copy_subscriptions(
         self, old: VectorStore, new: VectorStore, encoder: Encoder
     ) -> None:
-        """Re-embed every interest point (its payload keeps the text it came from)."""
+        """Re-embed every interest point (its payload keeps the text it came from).
+
+        The sparse term vectors do not depend on the model: they are carried over as they are.
+        """
         offset: Any = None
+        carry = await old.run(old.has_lexical, "subscriptions")
         while True:
             page, offset = await old.run(
                 old.client.scroll,
@@ -185,7 +189,7 @@ class Rollout:
                 limit=256,
                 offset=offset,
                 with_payload=True,
-                with_vectors=False,
+                with_vectors=[LEXICAL] if carry else False,
             )
             if page:
                 texts = [normalise(str((r.payload or {}).get("text", ""))) for r in page]
@@ -196,6 +200,7 @@ class Rollout:
                     [str(r.id) for r in page],
                     vectors,
                     [r.payload or {} for r in page],
+                    [_lexical_of(r) for r in page],
                 )
             if offset is None:
                 return
@@ -236,6 +241,17 @@ class Rollout:
             points.sentence_payloads,
         )
         await new.run(
-            new.upsert, new.papers, points.paper_ids, points.paper_vectors, points.paper_payloads
+            new.upsert,
+            new.papers,
+            points.paper_ids,
+            points.paper_vectors,
+            points.paper_payloads,
+            points.paper_lexical,
         )
         ROLLOUT_PAPERS.inc(len(papers))
+
+
+def _lexical_of(record: qm.Record) -> Sparse | None:
+    vector = record.vector
+    found = vector.get(LEXICAL) if isinstance(vector, dict) else None
+    return (list(found.indices), list(found.values)) if isinstance(found, qm.SparseVector) else None

@@ -33,6 +33,30 @@ KEYWORD_FIELDS = {
     "papers": ("arxiv_id", "categories"),
     "subscriptions": ("subscription_id",),
 }
+# The named sparse vector of term weights (``services.core.lexical``) next to the unnamed
+# dense one. Papers: unit sublinear tf, Qdrant applies the IDF of the collection (so any
+# client can query it with plain term counts); subscriptions: the TF-IDF centroid of the
+# interests, matched by a new paper's TF-IDF vector (the alerts' own IDF, no modifier).
+LEXICAL = "lexical"
+SPARSE_MODIFIERS: dict[str, qm.Modifier | None] = {
+    "papers": qm.Modifier.IDF,
+    "subscriptions": None,
+}
+Sparse = tuple[list[int], list[float]]
+
+
+def sparse_vector(pair: Sparse) -> qm.SparseVector:
+    indices, values = pair
+    return qm.SparseVector(indices=list(indices), values=list(values))
+
+
+def dense_of(record: qm.Record | qm.ScoredPoint) -> list[float] | None:
+    """The unnamed dense vector of a point read ``with_vectors``, whatever else it holds."""
+    vector = record.vector
+    if isinstance(vector, dict):
+        dense = vector.get("")
+        return dense if isinstance(dense, list) else None  # type: ignore[return-value]
+    return vector  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -175,6 +199,7 @@ class VectorStore:
         warnings.filterwarnings("ignore", message="Payload indexes have no effect")
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant")
         self._tuned: set[int] = set()
+        self._lexical: dict[str, bool] = {}  # physical collection → has the sparse vector
 
     def sibling(self, model_version: str, dim: int) -> VectorStore:
         """The store of another model version on the same client and I/O thread.
@@ -254,6 +279,11 @@ class VectorStore:
                 self.client.create_collection(
                     name,
                     vectors_config=qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE),
+                    sparse_vectors_config=(
+                        {LEXICAL: qm.SparseVectorParams(modifier=SPARSE_MODIFIERS[kind])}
+                        if kind in SPARSE_MODIFIERS
+                        else None
+                    ),
                 )
                 for field in KEYWORD_FIELDS[kind]:
                     self.client.create_payload_index(name, field, qm.PayloadSchemaType.KEYWORD)
@@ -269,6 +299,8 @@ class VectorStore:
                         f"collection {name} holds {have}-dim vectors but the model gives {self.dim}; "
                         "set ASTRO_MODEL_VERSION to a new tag for this model"
                     )
+                if kind in SPARSE_MODIFIERS:
+                    self.has_lexical(kind)  # logs once when it lacks the sparse vector
             alias = self.alias(kind)
             if set_alias and alias not in aliases:
                 self.switch_aliases({kind: name})
@@ -279,6 +311,27 @@ class VectorStore:
                     aliases[alias],
                     name,
                 )
+
+    def has_lexical(self, kind: str) -> bool:
+        """Whether this version's ``kind`` collection has the ``lexical`` sparse vector.
+
+        Collections created before it existed do not: they keep working dense-only (logged
+        once); a rollout to a new model version creates collections that have it.
+        """
+        name = self.physical(kind)
+        known = self._lexical.get(name)
+        if known is None:
+            sparse = self.client.get_collection(name).config.params.sparse_vectors or {}
+            known = self._lexical[name] = LEXICAL in sparse
+            if not known and kind in SPARSE_MODIFIERS:
+                log.warning(
+                    "collection %s has no %r sparse vector (created by an older version): "
+                    "lexical percolation and hybrid search are off for it until a rollout "
+                    "creates new collections",
+                    name,
+                    LEXICAL,
+                )
+        return known
 
     def collection_dim(self, name: str) -> int:
         params = self.client.get_collection(name).config.params.vectors
@@ -310,11 +363,30 @@ class VectorStore:
         ids: Sequence[str],
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
+        lexical: Sequence[Sparse | None] | None = None,
     ) -> None:
-        """Upsert and wait until Qdrant has applied the write (offsets are committed after)."""
+        """Upsert and wait until Qdrant has applied the write (offsets are committed after).
+
+        ``lexical``: each point's sparse term weights (None: none), written only where the
+        collection (``papers`` or ``subscriptions`` of this version) has the sparse vector.
+        """
         if not ids:
             return
         tune_local_storage(self.client, self._tuned)
+        kind = next((k for k in SPARSE_MODIFIERS if collection == self.physical(k)), None)
+        if lexical is not None and kind is not None and self.has_lexical(kind):
+            points = [
+                qm.PointStruct(
+                    id=point_id,
+                    vector={"": dense, **({LEXICAL: sparse_vector(sp)} if sp and sp[0] else {})},
+                    payload=payload,
+                )
+                for point_id, dense, payload, sp in zip(
+                    ids, vectors.tolist(), payloads, lexical, strict=True
+                )
+            ]
+            self.client.upsert(collection, points=points, wait=True)
+            return
         self.client.upsert(
             collection,
             points=qm.Batch(ids=list(ids), vectors=vectors.tolist(), payloads=list(payloads)),
@@ -352,6 +424,8 @@ class VectorStore:
             with_payload=True,
             with_vectors=with_vectors,
         )
+        if with_vectors:  # the dense vector only, as before the sparse one existed
+            records = [r.model_copy(update={"vector": dense_of(r)}) for r in records]
         return {str(r.payload["arxiv_id"]): r for r in records if r.payload}
 
     def sentences_of(self, arxiv_id: str, *, with_vectors: bool = True) -> list[qm.Record]:

@@ -289,7 +289,8 @@ def install_alerts(
     roles = settings.role_set
     if not roles & {"api", "alerts"}:
         return None
-    subs = SubscriptionStore(runtime.serving)
+    prior = lexicon.prior(settings.alert_df_table)
+    subs = SubscriptionStore(runtime.serving, prior)
     subs.ensure_sync()
     runtime.subscriptions = subs
     runtime.feedback = FeedbackStore(runtime.serving)
@@ -311,8 +312,9 @@ def install_alerts(
         WebhookSender(settings.webhook_allow_private),
         aggregation=settings.alert_aggregation,
         lexical_weight=settings.alert_lexical_weight,
-        prior=lexicon.prior(settings.alert_df_table),
+        prior=prior,
         percolate_limit=settings.alert_percolate_limit,
+        sparse_limit=settings.alert_sparse_limit,
         crash_after_publish=settings.crash_at == "after_alert_publish",
         feedback=runtime.feedback,
     )
