@@ -3,7 +3,9 @@ mixed with the centroid cosine, and a calibrated ``relevance`` in [0, 1].
 
 Positives are the subscription's interests (seed papers, queries) and the papers its reader
 marked ``relevant``; negatives are a sample of recently indexed papers (and the papers marked
-``not_relevant``). The classifier is a linear SVM (arxiv-sanity-lite's exemplar SVM, C 0.1,
+``not_relevant``), each of sample weight 1. The centroid channel's centre is Rocchio's
+update of the interests' centroid: plus the relevant papers, minus the not-relevant papers' centroid
+(:func:`rocchio`). The classifier is a linear SVM (arxiv-sanity-lite's exemplar SVM, C 0.1,
 balanced classes) fit on the matcher's own TF-IDF vectors (``services.alerts.matcher.tfidf``,
 IDF from ``CorpusStats``); it takes milliseconds for a few hundred papers.
 
@@ -36,13 +38,13 @@ from services.alerts.matcher import centroid, cosine
 C = 0.1  # arxiv-sanity-lite's regularisation
 MIX = 0.85  # share of the classifier's standardised margin (the rest: the centroid cosine)
 MAX_TERMS = 5000  # weights kept per model, largest first (the rest add ~nothing)
-# Feedback (see docs/alerts.md, "learning from feedback"): the SVM sample weight of a paper
+# Feedback (docs/alerts.md, "Feedback curve"; chosen on the dev split): the SVM sample weight of a paper
 # marked relevant (a seed weighs 1) and of one marked not relevant (a sample negative
 # weighs 1), and the Rocchio weights of the labels in the centroid channel.
 RELEVANT_WEIGHT = 1.0
 NOT_RELEVANT_WEIGHT = 1.0
 ROCCHIO_BETA = 1.0  # each relevant paper's share in the centroid, a seed counting 1
-ROCCHIO_GAMMA = 0.0  # the not-relevant papers' centroid, subtracted
+ROCCHIO_GAMMA = 1.0  # the not-relevant papers' centroid, subtracted (scaled to the positives)
 FORMAT = 1  # bump when the stored payload changes shape
 
 Vector = Mapping[str, float]
@@ -66,7 +68,11 @@ def fingerprint(
             mix,
             [sorted(map(list, t)) for t in interests],
             sorted(labels.items()),
-            *([RELEVANT_WEIGHT, NOT_RELEVANT_WEIGHT, ROCCHIO_BETA, ROCCHIO_GAMMA] if labels else []),
+            *(
+                [RELEVANT_WEIGHT, NOT_RELEVANT_WEIGHT, ROCCHIO_BETA, ROCCHIO_GAMMA]
+                if labels
+                else []
+            ),
         ],
         separators=(",", ":"),
     )
