@@ -439,11 +439,13 @@ def fit_and_score(
 ) -> tuple[np.ndarray, Any]:
     from services.alerts import model as submodel
 
-    pos = [lex.vectors[x] for x in [*positives, *extra_pos]]
+    labelled = {*positives, *extra_pos, *extra_neg}
     fitted = submodel.fit(
-        pos,
-        [lex.vectors[x] for x in [*negatives, *extra_neg] if x not in positives],
-        [lex.vectors[x] for x in reference if x not in positives],
+        [lex.vectors[x] for x in positives],
+        [lex.vectors[x] for x in negatives if x not in labelled],
+        [lex.vectors[x] for x in reference if x not in labelled],
+        relevant=[lex.vectors[x] for x in extra_pos],
+        not_relevant=[lex.vectors[x] for x in extra_neg],
         mix=mix,
         c=c,
     )

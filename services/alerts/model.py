@@ -3,7 +3,9 @@ mixed with the centroid cosine, and a calibrated ``relevance`` in [0, 1].
 
 Positives are the subscription's interests (seed papers, queries) and the papers its reader
 marked ``relevant``; negatives are a sample of recently indexed papers (and the papers marked
-``not_relevant``). The classifier is a linear SVM (arxiv-sanity-lite's exemplar SVM, C 0.1,
+``not_relevant``), each of sample weight 1. The centroid channel's centre is Rocchio's
+update of the interests' centroid: plus the relevant papers, minus the not-relevant papers' centroid
+(:func:`rocchio`). The classifier is a linear SVM (arxiv-sanity-lite's exemplar SVM, C 0.1,
 balanced classes) fit on the matcher's own TF-IDF vectors (``services.alerts.matcher.tfidf``,
 IDF from ``CorpusStats``); it takes milliseconds for a few hundred papers.
 
@@ -36,6 +38,13 @@ from services.alerts.matcher import centroid, cosine
 C = 0.1  # arxiv-sanity-lite's regularisation
 MIX = 0.85  # share of the classifier's standardised margin (the rest: the centroid cosine)
 MAX_TERMS = 5000  # weights kept per model, largest first (the rest add ~nothing)
+# Feedback (docs/alerts.md, "Feedback curve"; chosen on the dev split): the SVM sample weight of a paper
+# marked relevant (a seed weighs 1) and of one marked not relevant (a sample negative
+# weighs 1), and the Rocchio weights of the labels in the centroid channel.
+RELEVANT_WEIGHT = 1.0
+NOT_RELEVANT_WEIGHT = 1.0
+ROCCHIO_BETA = 1.0  # each relevant paper's share in the centroid, a seed counting 1
+ROCCHIO_GAMMA = 1.0  # the not-relevant papers' centroid, subtracted (scaled to the positives)
 FORMAT = 1  # bump when the stored payload changes shape
 
 Vector = Mapping[str, float]
@@ -53,7 +62,18 @@ def fingerprint(
     refits when the corpus has grown past its tolerance.
     """
     data = json.dumps(
-        [FORMAT, C, mix, [sorted(map(list, t)) for t in interests], sorted(labels.items())],
+        [
+            FORMAT,
+            C,
+            mix,
+            [sorted(map(list, t)) for t in interests],
+            sorted(labels.items()),
+            *(
+                [RELEVANT_WEIGHT, NOT_RELEVANT_WEIGHT, ROCCHIO_BETA, ROCCHIO_GAMMA]
+                if labels
+                else []
+            ),
+        ],
         separators=(",", ":"),
     )
     return hashlib.sha256(data.encode()).hexdigest()[:24]
@@ -164,11 +184,45 @@ def _stats(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()) if values.size else 0.0, spread if spread > 1e-9 else 1.0
 
 
+def rocchio(
+    positives: Sequence[Vector],
+    relevant: Sequence[Vector] = (),
+    not_relevant: Sequence[Vector] = (),
+    *,
+    beta: float | None = None,
+    gamma: float | None = None,
+) -> dict[str, float]:
+    """The centroid channel's centre: Rocchio's update of the interests' centroid.
+
+    Unit length of ``sum(positives) + beta * sum(relevant) - gamma * n * mean(not_relevant)``
+    with ``n`` the weight of the positive side (seeds count 1, relevant papers ``beta``);
+    without labels exactly :func:`~services.alerts.matcher.centroid` of the positives.
+    """
+    beta = ROCCHIO_BETA if beta is None else beta
+    gamma = ROCCHIO_GAMMA if gamma is None else gamma
+    if not relevant and (not not_relevant or gamma == 0):
+        return centroid(list(positives))
+    total: dict[str, float] = {}
+    for weight, group in ((1.0, positives), (beta, relevant)):
+        for vector in group:
+            for t, w in vector.items():
+                total[t] = total.get(t, 0.0) + weight * w
+    if not_relevant and gamma:
+        scale = gamma * (len(positives) + beta * len(relevant)) / len(not_relevant)
+        for vector in not_relevant:
+            for t, w in vector.items():
+                total[t] = total.get(t, 0.0) - scale * w
+    norm = math.sqrt(sum(w * w for w in total.values()))
+    return {t: w / norm for t, w in total.items() if w} if norm > 0 else {}
+
+
 def fit(
     positives: Sequence[Vector],
     negatives: Sequence[Vector],
     reference: Sequence[Vector],
     *,
+    relevant: Sequence[Vector] = (),
+    not_relevant: Sequence[Vector] = (),
     centre_from: Sequence[Vector] | None = None,
     mix: float = MIX,
     c: float = C,
@@ -178,11 +232,17 @@ def fit(
     """Fit one subscription's model.
 
     Args:
-        positives: unit TF-IDF vectors of the interests and the papers marked relevant.
-        negatives: vectors of sample papers and of the papers marked not relevant.
+        positives: unit TF-IDF vectors of the interests (seed papers, queries).
+        negatives: vectors of sample papers.
         reference: vectors of recent papers *not* in ``negatives``: the standardisation and
             calibration sample (the classifier is too sure of its own training papers).
-        centre_from: the vectors whose centroid is the cosine channel (default: positives).
+        relevant: vectors of the papers the reader marked relevant: positives of sample
+            weight ``RELEVANT_WEIGHT``, and ``ROCCHIO_BETA`` each in the centroid.
+        not_relevant: vectors of the papers marked not relevant: negatives of sample weight
+            ``NOT_RELEVANT_WEIGHT``; their centroid, times ``ROCCHIO_GAMMA``, is subtracted
+            from the centroid channel's.
+        centre_from: the vectors whose centroid is the cosine channel (default: positives
+            and labels as above).
         mix: share of the standardised margin in the score (0: centroid only).
         c: the SVM's regularisation.
         key: the :func:`fingerprint` to record.
@@ -193,20 +253,33 @@ def fit(
     """
     if not positives:
         raise ValueError("a model needs at least one positive")
-    centre = centroid(list(centre_from if centre_from is not None else positives))
+    if centre_from is not None:
+        centre = centroid(list(centre_from))
+    else:
+        centre = rocchio(positives, relevant, not_relevant)
+    pos = [*positives, *relevant]
+    neg = [*negatives, *not_relevant]
     # One matrix for all rows (and the centre), so the reference is scored in two products.
     vocab: dict[str, int] = {}
-    x = _matrix([*positives, *negatives, *reference, centre], vocab)
-    n_fit = len(positives) + len(negatives)
+    x = _matrix([*pos, *neg, *reference, centre], vocab)
+    n_fit = len(pos) + len(neg)
     weights: dict[str, float] = {}
     coef = np.zeros(x.shape[1])
     bias = 0.0
     if negatives and mix > 0:
         from sklearn.svm import LinearSVC
 
-        y = np.r_[np.ones(len(positives)), np.zeros(len(negatives))]
+        y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        sample_weight = None
+        if relevant or not_relevant:
+            sample_weight = np.r_[
+                np.ones(len(positives)),
+                np.full(len(relevant), RELEVANT_WEIGHT),
+                np.ones(len(negatives)),
+                np.full(len(not_relevant), NOT_RELEVANT_WEIGHT),
+            ]
         clf = LinearSVC(C=c, class_weight="balanced", tol=1e-4, max_iter=2000, dual=True)
-        clf.fit(x[:n_fit], y)
+        clf.fit(x[:n_fit], y, sample_weight=sample_weight)
         full = clf.coef_.ravel()
         terms = list(vocab)
         order = np.argsort(-np.abs(full))[:MAX_TERMS]
@@ -225,8 +298,8 @@ def fit(
         cosine_stats=(0.0, 1.0),
         fingerprint=key,
         corpus_docs=corpus_docs,
-        positives=len(positives),
-        negatives=len(negatives),
+        positives=len(pos),
+        negatives=len(neg),
     )
     if reference:
         ref = x[n_fit : n_fit + len(reference)]

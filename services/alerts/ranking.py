@@ -202,22 +202,24 @@ class SubscriptionModels:
             skip = set(meta.arxiv_ids) | set(mine) | scoring
             interests = [tfidf(dict(i.terms), corpus) for i in meta.interests]
             interests = [v for v in interests if v] or [{}]
-            positives = interests + [
+            relevant = [
                 labelled[a]
                 for a, lab in sorted(mine.items())
                 if lab == "relevant" and a in labelled
             ]
-            negatives = [v for a, v in vectors.items() if a not in skip and not is_reference(a)]
-            negatives += [
+            not_relevant = [
                 labelled[a]
                 for a, lab in sorted(mine.items())
                 if lab == "not_relevant" and a in labelled
             ]
+            negatives = [v for a, v in vectors.items() if a not in skip and not is_reference(a)]
             reference = [v for a, v in vectors.items() if a not in skip and is_reference(a)]
             fitted = submodel.fit(
-                positives,
+                interests,
                 negatives,
                 reference,
+                relevant=relevant,
+                not_relevant=not_relevant,
                 key=keys[sub_id],
                 corpus_docs=corpus.docs,
             )

@@ -173,3 +173,42 @@ def test_models_are_stored_loaded_and_refit_only_when_their_inputs_change(
         fresh.observe(arxiv_id, counts)
     fresh.models_sync(metas, grown)
     assert FITS._value.get() == fits + 6  # "a" refit, "b" loaded
+
+
+def test_feedback_moves_the_labelled_paper_and_similar_papers_the_right_way() -> None:
+    """A paper marked relevant, and papers like it, move up from the unrelated papers toward
+    the subscription's topic; marked not relevant, down; the topic stays first either way."""
+    stats, papers = corpus_and_vectors()
+    rng = random.Random(1)
+    mixed = "pulsar timing supernova light curve nickel"
+    extra = [term_counts(text(mixed, rng)) for _ in range(3)]
+    for counts in extra:
+        stats.add(counts)
+    vec = [tfidf(c, stats) for _, c in papers]
+    labelled, *similar = (tfidf(c, stats) for c in extra)
+    pulsar = [v for i, v in enumerate(vec) if i % len(TOPICS) == 0]
+    others = [v for i, v in enumerate(vec) if i % len(TOPICS) != 0]
+    seeds, negatives, reference = pulsar[:3], others[:40], others[40:80]
+
+    def position(fitted: submodel.SubscriptionModel, v: dict[str, float]) -> float:
+        """0: the unrelated papers' mean score, 1: the topic's (scores are standardised, so
+        compare models on where a paper stands between the two)."""
+        topic = sum(fitted.score(p) for p in pulsar[3:]) / len(pulsar[3:])
+        unrelated = sum(fitted.score(p) for p in others[80:]) / len(others[80:])
+        return (fitted.score(v) - unrelated) / (topic - unrelated)
+
+    plain = submodel.fit(seeds, negatives, reference)
+    liked = submodel.fit(seeds, negatives, reference, relevant=[labelled])
+    disliked = submodel.fit(seeds, negatives, reference, not_relevant=[labelled])
+    for v in (labelled, *similar):
+        assert position(liked, v) > position(plain, v) > position(disliked, v)
+    assert liked.positives == 4 and disliked.negatives == 41
+    # The seeds' topic is not lost to a hard negative.
+    topic = min(disliked.score(v) for v in pulsar[3:])
+    assert topic > max(disliked.score(v) for v in [labelled, *similar, *others[80:]])
+    # Without labels the model is the one fitted before feedback existed (up to the SVM's
+    # tolerance: liblinear visits the samples in a random order).
+    again = submodel.fit(seeds, negatives, reference, relevant=[], not_relevant=[])
+    assert again.centre == plain.centre and again.positives == plain.positives
+    for v in vec:
+        assert again.score(v) == pytest.approx(plain.score(v), rel=0.02, abs=0.02)
