@@ -195,7 +195,7 @@ class AlertMatcher:
                     continue  # being created or deleted, or one of its own seed papers
                 if paper.arxiv_id in muted.get(sub_id, ()):
                     continue  # its reader said: not relevant
-                by_author = sub_id in followed[row] and self._follows(meta, paper.authors)
+                by_author = self._follows(meta, paper.authors)
                 if not _passes_filters(meta, item, by_author):
                     continue
                 model = models.get(sub_id)

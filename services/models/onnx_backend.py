@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,11 @@ def export(transformer: Any, input_names: list[str], path: Path) -> None:
     was_training = transformer.training
     transformer.eval()
     try:
-        with torch.no_grad():
+        # The tracer's warnings (Python booleans of tensors, advanced indexing) are expected for
+        # BERT-style models, whose traced graph is checked by the parity tests: not for a
+        # person's console.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 TokenEmbeddings(transformer),
                 dummy,
@@ -125,6 +130,10 @@ def quantize(fp32: Path, path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    # onnxruntime logs "Please consider to run pre-processing" on the root logger: advice
+    # for static quantisation, which this is not.
+    quiet = _DropMessage("Please consider to run pre-processing")
+    logging.getLogger().addFilter(quiet)
     try:
         quantize_dynamic(
             str(fp32),
@@ -135,7 +144,19 @@ def quantize(fp32: Path, path: Path) -> None:
         )
         _replace(tmp, path)
     finally:
+        logging.getLogger().removeFilter(quiet)
         tmp.unlink(missing_ok=True)
+
+
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefix)
 
 
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
