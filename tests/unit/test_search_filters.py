@@ -20,6 +20,7 @@ from services.alerts import subscriptions as subscriptions_module
 from services.alerts.subscriptions import SORT_KEYS, SubscriptionStore, parse_request
 from services.core.ids import alert_id, paper_point_id
 from services.core.settings import load_settings
+from services.embed.pipeline import relabel_paper
 from services.store.binding import Binding
 from services.store.vectorstore import PaperFilter, VectorStore, published_ts
 
@@ -182,3 +183,17 @@ def test_alerts_sorted_in_python_equal_the_order_by_scroll(
                     assert len(want) == min(limit, 30 if sort == "relevance" else 40)
 
     asyncio.run(go())
+
+
+def test_a_new_date_from_a_metadata_change_is_what_since_filters_on() -> None:
+    store = VectorStore(load_settings(qdrant_path=":memory:"), DIM, "test")
+    store.ensure_collections()
+    payload = {"arxiv_id": "2501.00001", "title": "t", "authors": [], "categories": ["gr-qc"]}
+    payload |= {"primary_category": "gr-qc", "published": "2025-01-01"}
+    store.upsert(store.papers, [paper_point_id("2501.00001")], np.ones((1, DIM)), [payload])
+    relabel_paper(store, "2501.00001", {**payload, "published": "2026-02-01"})
+    vector = np.ones(DIM).tolist()
+    for since, found in (("2026-01-01", 1), ("2026-03-01", 0)):
+        where = PaperFilter(since=since)
+        assert len(store.search_where(store.papers, vector, 5, where)) == found
+        assert len(store.search(store.papers, vector, 5, where.qdrant())) == found
