@@ -21,7 +21,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from services.core.errors import ConfigError, VectorStoreUnavailable
-from services.core.ids import paper_point_id
+from services.core.ids import paper_point_id, sentence_point_id
 from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -452,6 +452,24 @@ class VectorStore:
         return {str(r.payload["arxiv_id"]): r for r in records if r.payload}
 
     def sentences_of(self, arxiv_id: str, *, with_vectors: bool = True) -> list[qm.Record]:
+        """A paper's sentence points, in order: by id where its paper point says how many.
+
+        The paper point is written last and names the version and ``sentence_count`` its
+        sentences have, so their ids are known; retrieving them spares a filtered scroll,
+        which local mode evaluates in Python on every sentence of every paper.
+        """
+        paper = self.papers_by_id([arxiv_id]).get(arxiv_id)
+        payload = paper.payload or {} if paper is not None else {}
+        version, count = payload.get("version"), payload.get("sentence_count")
+        if isinstance(version, int) and isinstance(count, int):
+            ids = [sentence_point_id(arxiv_id, version, i) for i in range(count)]
+            records = self.client.retrieve(
+                self.sentences, ids=ids, with_payload=True, with_vectors=with_vectors
+            )
+            if len(records) == count:
+                return sorted(
+                    records, key=lambda r: int((r.payload or {}).get("sentence_index", 0))
+                )
         return self.sentences_of_many([arxiv_id], with_vectors=with_vectors)
 
     def sentences_of_many(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from qdrant_client import models as qm
 
 from services.alerts import subscriptions as subscriptions_module
 from services.alerts.subscriptions import SORT_KEYS, SubscriptionStore, parse_request
-from services.core.ids import alert_id, paper_point_id
+from services.core.ids import alert_id, paper_point_id, sentence_point_id
 from services.core.settings import load_settings
 from services.embed.pipeline import relabel_paper
 from services.store.binding import Binding
@@ -197,3 +198,37 @@ def test_a_new_date_from_a_metadata_change_is_what_since_filters_on() -> None:
         where = PaperFilter(since=since)
         assert len(store.search_where(store.papers, vector, 5, where)) == found
         assert len(store.search(store.papers, vector, 5, where.qdrant())) == found
+
+
+def test_sentences_by_id_equal_the_filtered_scroll() -> None:
+    store = VectorStore(load_settings(qdrant_path=":memory:"), DIM, "test")
+    store.ensure_collections()
+    rng = np.random.default_rng(1)
+    # (arxiv id, version, sentences, the paper point's sentence_count)
+    for arxiv_id, version, n, count in (
+        ("2501.00001", 2, 5, 5),  # by id
+        ("2501.00002", 1, 3, None),  # no sentence_count (written before it existed): scroll
+        ("2501.00003", 1, 4, 6),  # a count that does not add up: scroll
+    ):
+        ids = [sentence_point_id(arxiv_id, version, i) for i in reversed(range(n))]
+        payloads = [
+            {"arxiv_id": arxiv_id, "version": version, "sentence_index": i, "text": f"s{i}"}
+            for i in reversed(range(n))
+        ]
+        store.upsert(store.sentences, ids, rng.standard_normal((n, DIM)), payloads)
+        paper = {"arxiv_id": arxiv_id, "version": version}
+        if count is not None:
+            paper["sentence_count"] = count
+        store.upsert(store.papers, [paper_point_id(arxiv_id)], np.ones((1, DIM)), [paper])
+        for with_vectors in (True, False):
+            want = store.sentences_of_many([arxiv_id], with_vectors=with_vectors)
+            with mock.patch.object(
+                store, "sentences_of_many", wraps=store.sentences_of_many
+            ) as scroll:
+                got = store.sentences_of(arxiv_id, with_vectors=with_vectors)
+            assert scroll.call_count == (count != n)  # by id where the count adds up
+            assert [(r.id, r.payload, r.vector) for r in got] == [
+                (r.id, r.payload, r.vector) for r in want
+            ]
+            assert [r.payload["sentence_index"] for r in got] == list(range(n))  # type: ignore[index]
+    assert store.sentences_of("2501.09999") == []
