@@ -538,13 +538,18 @@ class VectorStore:
         First without a filter, over-fetching and filtering the hits in Python: local mode
         evaluates a payload filter in Python on every point of the collection (seconds at
         10k papers), whereas an unfiltered search is one matrix product. When too few of
-        the over-fetched hits pass (a selective filter), Qdrant filters. Exact: a filtered
-        ranking is the unfiltered one with the rejected points left out.
+        the over-fetched hits pass (a selective filter), Qdrant filters. Exact where the
+        search is (local mode): a filtered ranking is the unfiltered one with the rejected
+        points left out. A server pays at most two cheap unfiltered queries more.
         """
         if not where:
             return self.search(collection, vector, limit)
+        fetched = 0
         for factor in OVERFETCH:
             fetch = min(limit * factor, max(limit, MAX_OVERFETCH))
+            if fetch <= fetched:
+                break
+            fetched = fetch
             hits = self.search(collection, vector, fetch)
             kept = [h for h in hits if where.accepts(h.payload)]
             if len(kept) >= limit or len(hits) < fetch:

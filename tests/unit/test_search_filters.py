@@ -22,6 +22,7 @@ from services.alerts.subscriptions import SORT_KEYS, SubscriptionStore, parse_re
 from services.core.ids import alert_id, paper_point_id, sentence_point_id
 from services.core.settings import load_settings
 from services.embed.pipeline import relabel_paper
+from services.store import vectorstore
 from services.store.binding import Binding
 from services.store.vectorstore import PaperFilter, VectorStore, published_ts
 
@@ -232,3 +233,15 @@ def test_sentences_by_id_equal_the_filtered_scroll() -> None:
             ]
             assert [r.payload["sentence_index"] for r in got] == list(range(n))  # type: ignore[index]
     assert store.sentences_of("2501.09999") == []
+
+
+@pytest.mark.parametrize("category", ["astro-ph.GA", "rare.XX"])
+def test_a_capped_over_fetch_still_equals_the_old_filter(
+    store: VectorStore, category: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vectorstore, "MAX_OVERFETCH", 40)
+    vector = np.random.default_rng(9).standard_normal(DIM).tolist()
+    for limit in (5, 30, 60):
+        want = store.search(store.papers, vector, limit, old_filter(category, "2025-07-01", None))
+        got = store.search_where(store.papers, vector, limit, PaperFilter(category, "2025-07-01"))
+        assert [h.id for h in got] == [h.id for h in want]
