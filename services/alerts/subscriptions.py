@@ -64,6 +64,7 @@ DEFAULT_THRESHOLD = 0.05  # ~ the 99th percentile of unrelated papers (docs/aler
 AlertSort = Literal["score", "relevance", "time"]
 SORT_KEYS: dict[str, str] = {"score": "score", "relevance": "relevance", "time": "created_ts"}
 DEFAULT_MIN_RELEVANCE = 0.0  # calibrated relevance an alert needs (docs/alerts.md)
+ALERTS_SORTED_HERE = 1000  # a subscription with more alerts has Qdrant sort them
 
 
 def meta_collection(store: VectorStore) -> str:
@@ -760,7 +761,21 @@ class SubscriptionStore:
             must=[qm.FieldCondition(key="subscription_id", match=qm.MatchValue(value=sub_id))]
         )
 
-        def scan() -> list[dict[str, Any]]:
+        key = SORT_KEYS[sort]
+        alerts = await self.store.run(self._sorted_alerts_sync, by_sub, key, limit)
+        return [alert_view(a) for a in alerts[:limit]]
+
+    def _sorted_alerts_sync(self, by_sub: qm.Filter, key: str, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` alerts with the highest ``key`` (those without one left out).
+
+        A subscription has few alerts: scroll them by the filter alone and sort here. An
+        ``order_by`` scroll reads the key of every alert of every subscription, which local
+        mode does in Python; it is used only past ``ALERTS_SORTED_HERE`` alerts.
+        """
+        records, offset = self.store.client.scroll(
+            self.alerts, scroll_filter=by_sub, limit=ALERTS_SORTED_HERE, with_payload=True
+        )
+        if offset is not None:
             records, _ = self.store.client.scroll(
                 self.alerts,
                 scroll_filter=by_sub,
@@ -768,12 +783,15 @@ class SubscriptionStore:
                 with_payload=True,
                 order_by=qm.OrderBy(key=key, direction=qm.Direction.DESC),
             )
-            return [r.payload for r in records if r.payload]
-
-        key = SORT_KEYS[sort]
-        alerts = await self.store.run(scan)
-        alerts.sort(key=lambda a: (-float(a.get(key) or 0), a.get("arxiv_id", "")))
-        return [alert_view(a) for a in alerts[:limit]]
+        alerts = [
+            r.payload
+            for r in records
+            if r.payload
+            and isinstance(r.payload.get(key), int | float)
+            and not isinstance(r.payload.get(key), bool)
+        ]
+        alerts.sort(key=lambda a: (-float(a[key]), a.get("arxiv_id", "")))
+        return alerts[:limit]
 
 
 def _terms(text: str) -> list[tuple[str, int]]:

@@ -25,7 +25,7 @@ from services.core.types import TextEncoder
 from services.embed.points import PaperSource, build_points, texts_of
 from services.embed.points import paper_vector as paper_vector  # benchmarks import it here
 from services.store.binding import Binding
-from services.store.vectorstore import VectorStore
+from services.store.vectorstore import VectorStore, published_ts
 
 log = logging.getLogger(__name__)
 
@@ -503,6 +503,7 @@ def relabel_paper(store: VectorStore, arxiv_id: str, payload: dict[str, Any]) ->
     marks the paper done.
     """
     fields = {name: payload[name] for name in METADATA_FIELDS}
+    fields["published_ts"] = published_ts(fields["published"])  # None: matched on published
     store.client.set_payload(
         store.sentences,
         payload=fields,

@@ -15,7 +15,7 @@ from services.core.text import normalise
 from services.http.params import bare_id, filters, int_param
 from services.models.encoder import resolve_model
 from services.store.binding import Binding
-from services.store.vectorstore import Hit, category_since_filter
+from services.store.vectorstore import Hit, PaperFilter
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,10 @@ class Reads:
         exclude: str | None = None,
     ) -> list[Ranked]:
         store = self.binding.store
-        flt = category_since_filter(category, since, exclude)
-        papers = await store.run(store.search, store.papers, vector.tolist(), limit * 3, flt)
-        sentences = await store.run(store.search, store.sentences, vector.tolist(), limit * 10, flt)
+        where = PaperFilter(category, since, exclude)
+        query = vector.tolist()
+        papers = await store.run(store.search_where, store.papers, query, limit * 3, where)
+        sentences = await store.run(store.search_where, store.sentences, query, limit * 10, where)
         return merge_hits(papers, sentences, limit)
 
     async def search(self, query: Mapping[str, str]) -> dict[str, Any]:
