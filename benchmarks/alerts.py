@@ -320,22 +320,7 @@ def lexical_scorer(
 ) -> Callable[[Subscription, str], float]:
     """The matcher's lexical score: the text the worker keeps (title + its sentences), IDF
     from ``prior`` plus every paper involved, cosine to the centroid of the seeds."""
-    from services.core.text import sentences_for_embedding
-
-    ids = sorted({x for s in ev.subscriptions for x in s.seeds} | set(ev.candidates))
-    counts = {
-        i: matcher.term_counts(
-            " ".join(
-                [ev.papers[i]["title"]]
-                + [d for d, _ in sentences_for_embedding(ev.papers[i]["abstract"])]
-            )
-        )
-        for i in ids
-    }
-    corpus = prior.copy() if prior is not None else matcher.CorpusStats()
-    for c in counts.values():
-        corpus.add(c)
-    vectors = {i: matcher.tfidf(counts[i], corpus) for i in ids}
+    vectors = Lexical(ev, prior, []).vectors
     centres = {
         tuple(s.seeds): matcher.centroid([vectors[x] for x in s.seeds]) for s in ev.subscriptions
     }

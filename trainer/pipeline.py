@@ -348,26 +348,18 @@ def run_training(opts: TrainOptions, settings: Settings) -> RunResult:
         # Not a sentence model for the workers: versioned and recorded, made current only on
         # --force (which also announces it on the models topic like any promoted model).
         reference, reference_metrics = "base (random init)", base_metrics
-        promotion = decide_promotion(
-            tuned[PRIMARY_METRIC],
-            reference_metrics.get(PRIMARY_METRIC),
-            reference,
-            metric=PRIMARY_METRIC,
-            force=opts.force,
-            enabled=opts.promote,
-        )
-        if opts.promote and not opts.force:
-            promotion = replace(promotion, promoted=False, reason=STATIC_NOT_PROMOTED)
     else:
         reference, reference_metrics = _reference(opts, registry, cache, base_metrics)
-        promotion = decide_promotion(
-            tuned[PRIMARY_METRIC],
-            reference_metrics.get(PRIMARY_METRIC),
-            reference,
-            metric=PRIMARY_METRIC,
-            force=opts.force,
-            enabled=opts.promote,
-        )
+    promotion = decide_promotion(
+        tuned[PRIMARY_METRIC],
+        reference_metrics.get(PRIMARY_METRIC),
+        reference,
+        metric=PRIMARY_METRIC,
+        force=opts.force,
+        enabled=opts.promote,
+    )
+    if opts.static and opts.promote and not opts.force:
+        promotion = replace(promotion, promoted=False, reason=STATIC_NOT_PROMOTED)
     log.info("%s %s: %s", dirname, "promoted" if promotion.promoted else "kept", promotion.reason)
     metrics: dict[str, Any] = {
         "primary_metric": PRIMARY_METRIC,

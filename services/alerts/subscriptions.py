@@ -469,15 +469,7 @@ class SubscriptionStore:
             **_request_fields(request),
         )
         store = self.store
-        if built.ids:
-            await store.run(
-                store.upsert,
-                store.subscriptions,
-                built.ids,
-                built.vectors,
-                built.payloads,
-                built.lexical,
-            )
+        await store.run(self._write_points_sync, built)
         # Metadata last: a subscription whose metadata is missing is never matched.
         await store.run(self._put_meta_sync, sub_id, meta)
         view = meta.public()
@@ -513,15 +505,7 @@ class SubscriptionStore:
         else:
             built = await self._interests(sub_id, request)
             points = len(built.ids)
-            if built.ids:
-                await store.run(
-                    store.upsert,
-                    store.subscriptions,
-                    built.ids,
-                    built.vectors,
-                    built.payloads,
-                    built.lexical,
-                )
+            await store.run(self._write_points_sync, built)
             surplus = [interest_point_id(sub_id, i) for i in range(points, old.points)]
             if surplus:
                 await store.run(self._delete_points_sync, surplus)
@@ -623,6 +607,14 @@ class SubscriptionStore:
         # spends one hit per subscription.
         lexical: list[Sparse | None] = [self.lexical_vector(interests)] + [None] * (points - 1)
         return _Built(interests, ids, vectors, payloads, lexical[:points])
+
+    def _write_points_sync(self, built: _Built) -> None:
+        """The interest points: dense vectors, payloads, and the sparse vector on the first."""
+        store = self.store
+        if built.ids:
+            store.upsert(
+                store.subscriptions, built.ids, built.vectors, built.payloads, built.lexical
+            )
 
     def _set_interest_payload_sync(self, sub_id: str, fields: dict[str, Any]) -> None:
         self.store.client.set_payload(
