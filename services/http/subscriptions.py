@@ -66,6 +66,19 @@ class SubscriptionView(JsonView):
             raise NotFound(f"subscription {raw_id} does not exist")
         return meta
 
+    async def capability(self, request: Any, raw_id: str) -> SubscriptionMeta:
+        """The subscription for its feed/unsubscribe link (``?token=``) or an authorised caller.
+
+        Raises:
+            NotFound: as :meth:`authorised`.
+        """
+        meta = await self.subs.get_meta(raw_id)
+        if not (
+            feed_token_ok(meta, request.query.get("token")) or may_read(meta, self.caller(request))
+        ):
+            raise NotFound(f"subscription {raw_id} does not exist")
+        return meta
+
     def unauthorised(self, message: str) -> Any:
         return self.error(401, message, headers={"WWW-Authenticate": 'Bearer realm="astrostream"'})
 
@@ -180,12 +193,7 @@ def register_subscriptions(
 
         async def get(self, request: Any, subscription_id: str) -> Any:
             """The Atom feed: with ``?token=<feed token>`` (a feed reader) or a bearer."""
-            meta = await subs.get_meta(subscription_id)
-            allowed = feed_token_ok(meta, request.query.get("token")) or may_read(
-                meta, self.caller(request)
-            )
-            if not allowed:
-                raise NotFound(f"subscription {subscription_id} does not exist")
+            meta = await self.capability(request, subscription_id)
             alerts = await subs.list_alerts(meta.id, FEED_ENTRIES, "time")
             store = subs.store
             found = await store.run(store.papers_by_id, [a["arxiv_id"] for a in alerts])
@@ -206,15 +214,6 @@ def register_subscriptions(
         """
 
         route_name = "subscription_unsubscribe"
-
-        async def capability(self, request: Any, subscription_id: str) -> SubscriptionMeta:
-            meta = await subs.get_meta(subscription_id)
-            allowed = feed_token_ok(meta, request.query.get("token")) or may_read(
-                meta, self.caller(request)
-            )
-            if not allowed:
-                raise NotFound(f"subscription {subscription_id} does not exist")
-            return meta
 
         async def get(self, request: Any, subscription_id: str) -> Any:
             meta = await self.capability(request, subscription_id)
