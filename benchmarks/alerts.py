@@ -437,11 +437,7 @@ def fit_and_score(
     margin = cand @ lex.dense(fitted.weights) + fitted.bias
     cos = cand @ lex.dense(fitted.centre)
     (mm, ms), (cm, cs) = fitted.margin_stats, fitted.cosine_stats
-    scores = fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs
-    if fitted.muted:  # the local negative feedback, as SubscriptionModel.score applies it
-        muted = lex.matrix(list(extra_neg)[-submodel.MAX_MUTED :])
-        scores = scores - submodel.penalties(fitted, cand, muted)
-    return scores, fitted
+    return fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs, fitted
 
 
 def calibration(

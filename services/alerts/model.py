@@ -45,14 +45,7 @@ RELEVANT_WEIGHT = 1.0
 NOT_RELEVANT_WEIGHT = 1.0
 ROCCHIO_BETA = 1.0  # each relevant paper's share in the centroid, a seed counting 1
 ROCCHIO_GAMMA = 1.0  # the not-relevant papers' centroid, subtracted (scaled to the positives)
-# Local negative feedback: a paper within cosine LOCAL_THRESHOLD of one marked not relevant
-# loses up to LOCAL_WEIGHT (at a duplicate) of its score; the topic around it is kept.
-LOCAL_WEIGHT = 0.0
-LOCAL_THRESHOLD = 0.5
-MAX_MUTED = 100  # not-relevant papers a model keeps for the local penalty (the latest)
-# The SVM's class balance counts the interests and sample only (labels do not shift it).
-BALANCE_ON_SAMPLE = False
-FORMAT = 2  # bump when the stored payload changes shape
+FORMAT = 1  # bump when the stored payload changes shape
 
 Vector = Mapping[str, float]
 
@@ -76,15 +69,7 @@ def fingerprint(
             [sorted(map(list, t)) for t in interests],
             sorted(labels.items()),
             *(
-                [
-                    RELEVANT_WEIGHT,
-                    NOT_RELEVANT_WEIGHT,
-                    ROCCHIO_BETA,
-                    ROCCHIO_GAMMA,
-                    LOCAL_WEIGHT,
-                    LOCAL_THRESHOLD,
-                    BALANCE_ON_SAMPLE,
-                ]
+                [RELEVANT_WEIGHT, NOT_RELEVANT_WEIGHT, ROCCHIO_BETA, ROCCHIO_GAMMA]
                 if labels
                 else []
             ),
@@ -109,8 +94,6 @@ class SubscriptionModel:
     corpus_docs: int = 0  # documents in the IDF when fitted
     positives: int = 0
     negatives: int = 0
-    muted: list[dict[str, float]] = field(default_factory=list)  # not-relevant papers
-    local: tuple[float, float] = (0.0, LOCAL_THRESHOLD)  # weight, threshold
 
     def margin(self, vector: Vector) -> float:
         return self.bias + sum(w * self.weights.get(t, 0.0) for t, w in vector.items())
@@ -120,18 +103,9 @@ class SubscriptionModel:
         (mm, ms), (cm, cs) = self.margin_stats, self.cosine_stats
         return (self.margin(vector) - mm) / ms, (cosine(vector, self.centre) - cm) / cs
 
-    def penalty(self, vector: Vector) -> float:
-        """The local negative feedback: how much ``vector`` loses for resembling a paper
-        marked not relevant (0 below the threshold, the whole weight for a duplicate)."""
-        weight, threshold = self.local
-        if not weight or not self.muted:
-            return 0.0
-        near = max(cosine(vector, m) for m in self.muted)
-        return weight * max(0.0, near - threshold) / (1.0 - threshold)
-
     def score(self, vector: Vector) -> float:
         margin, cos = self.parts(vector)
-        return self.mix * margin + (1.0 - self.mix) * cos - self.penalty(vector)
+        return self.mix * margin + (1.0 - self.mix) * cos
 
     def relevance(self, score: float) -> float | None:
         """The share of the reference sample that ``score`` beats (ties count half).
@@ -172,8 +146,6 @@ class SubscriptionModel:
             "corpus_docs": self.corpus_docs,
             "positives": self.positives,
             "negatives": self.negatives,
-            "muted": [[[t, round(w, 6)] for t, w in m.items()] for m in self.muted],
-            "local": list(self.local),
         }
 
     @classmethod
@@ -194,8 +166,6 @@ class SubscriptionModel:
             corpus_docs=int(payload["corpus_docs"]),
             positives=int(payload.get("positives", 0)),
             negatives=int(payload.get("negatives", 0)),
-            muted=[{str(t): float(w) for t, w in m} for m in payload.get("muted", [])],
-            local=(float(payload["local"][0]), float(payload["local"][1])),
         )
 
 
@@ -208,24 +178,14 @@ def _matrix(vectors: Sequence[Vector], vocab: dict[str, int]) -> sparse.csr_matr
     vals = np.fromiter((w for vector in vectors for w in vector.values()), float, len(terms))
     cols = np.fromiter(map(vocab.__getitem__, terms), np.int64, len(terms))
     indptr = np.r_[0, np.cumsum([len(vector) for vector in vectors], dtype=np.int64)]
-    return sparse.csr_matrix((vals, cols, indptr), shape=(len(vectors), max(1, len(vocab))))
+    x = sparse.csr_matrix((vals, cols, indptr), shape=(len(vectors), max(1, len(vocab))))
+    x.sort_indices()  # canonical, as the COO-built matrix was
+    return x
 
 
 def _stats(values: np.ndarray) -> tuple[float, float]:
     spread = float(values.std()) if values.size > 1 else 0.0
     return float(values.mean()) if values.size else 0.0, spread if spread > 1e-9 else 1.0
-
-
-def penalties(
-    model: SubscriptionModel, rows: sparse.csr_matrix, muted: sparse.csr_matrix
-) -> np.ndarray:
-    """:meth:`SubscriptionModel.penalty` of many rows at once (``muted``: its muted papers
-    as rows of the same columns)."""
-    weight, threshold = model.local
-    if not weight or muted.shape[0] == 0:
-        return np.zeros(rows.shape[0])
-    near = np.asarray((rows @ muted.T).max(axis=1).todense()).ravel()
-    return weight * np.maximum(0.0, near - threshold) / (1.0 - threshold)
 
 
 def rocchio(
@@ -322,12 +282,7 @@ def fit(
                 np.ones(len(negatives)),
                 np.full(len(not_relevant), NOT_RELEVANT_WEIGHT),
             ]
-        balance: dict[int, float] | str = "balanced"
-        if BALANCE_ON_SAMPLE and not_relevant:
-            n_pos, n_neg = len(pos), len(negatives)
-            total = n_pos + n_neg
-            balance = {1: total / (2 * n_pos), 0: total / (2 * n_neg)}
-        clf = LinearSVC(C=c, class_weight=balance, tol=1e-4, max_iter=2000, dual=True)
+        clf = LinearSVC(C=c, class_weight="balanced", tol=1e-4, max_iter=2000, dual=True)
         clf.fit(x[:n_fit], y, sample_weight=sample_weight)
         full = clf.coef_.ravel()
         terms = list(vocab)
@@ -349,8 +304,6 @@ def fit(
         corpus_docs=corpus_docs,
         positives=len(pos),
         negatives=len(neg),
-        muted=[dict(v) for v in not_relevant[-MAX_MUTED:]] if LOCAL_WEIGHT else [],
-        local=(LOCAL_WEIGHT, LOCAL_THRESHOLD),
     )
     if reference:
         ref = x[n_fit : n_fit + len(reference)]
@@ -359,9 +312,5 @@ def fit(
         model.margin_stats, model.cosine_stats = _stats(margins), _stats(cosines)
         (mm, ms), (cm, cs) = model.margin_stats, model.cosine_stats
         scores = mix * (margins - mm) / ms + (1.0 - mix) * (cosines - cm) / cs
-        if model.muted:
-            scores = scores - penalties(
-                model, ref, x[len(pos) + len(negatives) : n_fit][-MAX_MUTED:]
-            )
         model.reference = sorted(float(v) for v in scores)
     return model

@@ -214,42 +214,6 @@ def test_feedback_moves_the_labelled_paper_and_similar_papers_the_right_way() ->
         assert again.score(v) == pytest.approx(plain.score(v), rel=0.02, abs=0.02)
 
 
-def test_local_negative_feedback_mutes_near_duplicates_not_the_topic(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """With the local penalty on, a paper marked not relevant and its near-duplicates lose
-    score; papers of the subscription's topic that do not resemble it keep theirs, and the
-    penalty survives storage and counts in the calibration."""
-    monkeypatch.setattr(submodel, "LOCAL_WEIGHT", 5.0)
-    monkeypatch.setattr(submodel, "LOCAL_THRESHOLD", 0.5)
-    stats, papers = corpus_and_vectors()
-    rng = random.Random(2)
-    rejected = "pulsar timing array gravitational waves glitch magnetar braking index"
-    first = text(rejected, rng)
-    extra = [term_counts(first), term_counts(first + " sample data")]  # a near-duplicate
-    for counts in extra:
-        stats.add(counts)
-    labelled, duplicate = (tfidf(c, stats) for c in extra)
-    vec = [tfidf(c, stats) for _, c in papers]
-    pulsar = [v for i, v in enumerate(vec) if i % len(TOPICS) == 0]
-    others = [v for i, v in enumerate(vec) if i % len(TOPICS) != 0]
-    seeds, negatives, reference = pulsar[:3], others[:40], others[40:80]
-    fitted = submodel.fit(seeds, negatives, reference, not_relevant=[labelled])
-    assert len(fitted.muted) == 1 and fitted.local == (5.0, 0.5)
-    assert fitted.penalty(duplicate) > 1.0 and fitted.penalty(labelled) == pytest.approx(5.0)
-    assert all(fitted.penalty(v) == 0.0 for v in others[80:])
-    margin, cos = fitted.parts(duplicate)
-    plain = fitted.mix * margin + (1 - fitted.mix) * cos
-    assert fitted.score(duplicate) == pytest.approx(plain - fitted.penalty(duplicate))
-    again = submodel.SubscriptionModel.from_payload(fitted.payload())
-    assert again is not None and again.local == fitted.local
-    assert again.score(duplicate) == pytest.approx(fitted.score(duplicate), abs=1e-4)
-    # Off (weight 0): nothing kept, nothing subtracted.
-    monkeypatch.setattr(submodel, "LOCAL_WEIGHT", 0.0)
-    off = submodel.fit(seeds, negatives, reference, not_relevant=[labelled])
-    assert not off.muted and off.penalty(duplicate) == 0.0
-
-
 def test_matrix_columns_follow_first_occurrence() -> None:
     vocab: dict[str, int] = {"z": 0}
     x = submodel._matrix([{"a": 1.0, "b": 2.0}, {}, {"b": 3.0, "z": 4.0, "c": 5.0}], vocab)
