@@ -170,13 +170,17 @@ class SubscriptionModel:
 
 
 def _matrix(vectors: Sequence[Vector], vocab: dict[str, int]) -> sparse.csr_matrix:
-    rows, cols, vals = [], [], []
-    for r, vector in enumerate(vectors):
-        for t, w in vector.items():
-            rows.append(r)
-            cols.append(vocab.setdefault(t, len(vocab)))
-            vals.append(w)
-    return sparse.csr_matrix((vals, (rows, cols)), shape=(len(vectors), max(1, len(vocab))))
+    """One CSR row per vector; new terms get the next columns in order of first occurrence."""
+    terms = [t for vector in vectors for t in vector]
+    for t in dict.fromkeys(terms):
+        if t not in vocab:
+            vocab[t] = len(vocab)
+    vals = np.fromiter((w for vector in vectors for w in vector.values()), float, len(terms))
+    cols = np.fromiter(map(vocab.__getitem__, terms), np.int64, len(terms))
+    indptr = np.r_[0, np.cumsum([len(vector) for vector in vectors], dtype=np.int64)]
+    x = sparse.csr_matrix((vals, cols, indptr), shape=(len(vectors), max(1, len(vocab))))
+    x.sort_indices()  # canonical, as the COO-built matrix was
+    return x
 
 
 def _stats(values: np.ndarray) -> tuple[float, float]:

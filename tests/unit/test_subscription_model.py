@@ -212,3 +212,11 @@ def test_feedback_moves_the_labelled_paper_and_similar_papers_the_right_way() ->
     assert again.centre == plain.centre and again.positives == plain.positives
     for v in vec:
         assert again.score(v) == pytest.approx(plain.score(v), rel=0.02, abs=0.02)
+
+
+def test_matrix_columns_follow_first_occurrence() -> None:
+    vocab: dict[str, int] = {"z": 0}
+    x = submodel._matrix([{"a": 1.0, "b": 2.0}, {}, {"b": 3.0, "z": 4.0, "c": 5.0}], vocab)
+    assert vocab == {"z": 0, "a": 1, "b": 2, "c": 3}
+    assert x.shape == (3, 4)
+    assert x.toarray().tolist() == [[0, 1, 2, 0], [0, 0, 0, 0], [4, 0, 3, 5]]
