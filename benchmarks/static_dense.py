@@ -14,6 +14,17 @@ CI over subscriptions).
         --split dev --weights 0.1,0.2,0.3,0.4,0.5
     # the bundled MiniLM, whole-paper vectors and (--sentences) the sentence channel
     nice -n 10 .venv/bin/python benchmarks/static_dense.py --model bundled --sentences --split dev
+
+``--against default`` puts the default per-subscription model (``services.alerts.model``,
+exactly as ``benchmarks/alerts.py --offline`` fits and scores it: same subscriptions,
+negatives, reference and IDF) in place of the lexical centroid; the dense score is mixed in
+standardised over the candidates and, as a worker could, over the model's reference sample;
+``--svm-scales`` also appends each paper's dense vector, times a scale, to the SVM's TF-IDF
+features (the centroid channel stays lexical):
+
+    nice -n 10 .venv/bin/python benchmarks/static_dense.py --against default \
+        --model models/astro-static-256-… --split dev --subscriptions 400 --candidates 1200 \
+        --max-seeds 10 --weights 0.1,0.2,0.3,0.4 --svm-scales 0.1,0.3,0.5,1
 """
 
 from __future__ import annotations
