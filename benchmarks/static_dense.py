@@ -203,6 +203,35 @@ class Default:
             rows.append(fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs)
         return np.vstack(rows)
 
+    def with_dense(self, vectors: dict[str, np.ndarray], weight: float) -> np.ndarray:
+        """The worker's default: ``services.alerts.model.fit`` with the dense channel (the
+        seeds' vectors as positives, the reference's row for row), scored as
+        ``SubscriptionModel.score`` does."""
+        lex, ev = self.lex, self.ev
+        cand_dense = np.vstack([vectors[c] for c in ev.candidates])
+        rows = []
+        for s in ev.subscriptions:
+            seeds = set(s.seeds)
+            fitted = submodel.fit(
+                [lex.vectors[x] for x in s.seeds],
+                [lex.vectors[x] for x in self.negatives if x not in seeds],
+                [lex.vectors[x] for x in self.reference if x not in seeds],
+                mix=submodel.MIX,
+                c=submodel.C,
+                dense_positives=[vectors[x] for x in s.seeds],
+                dense_reference=[vectors[x] for x in self.reference if x not in seeds],
+                dense_weight=weight,
+            )
+            margin = self.cand @ lex.dense(fitted.weights) + fitted.bias
+            cos = self.cand @ lex.dense(fitted.centre)
+            (mm, ms), (cm, cs) = fitted.margin_stats, fitted.cosine_stats
+            (lm, ls), (dm, dsd) = fitted.lexical_stats, fitted.dense_stats
+            lexical = fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs
+            assert fitted.dense_centre is not None
+            dense = (cand_dense @ fitted.dense_centre - dm) / dsd
+            rows.append((1 - weight) * (lexical - lm) / ls + weight * dense)
+        return np.vstack(rows)
+
 
 def _spread(values: np.ndarray) -> tuple[float, float]:
     std = float(values.std())
@@ -272,6 +301,10 @@ def against_default(args: argparse.Namespace, weights: list[float], scales: list
             results[f"  {w:g} z({label}) + {1 - w:g} z(default), z over reference"] = (
                 w * dense_ref + (1 - w) * default_ref
             )
+        for w in weights:
+            results[f"  model.py dense channel w {w:g} ({label}), as the worker"] = base.with_dense(
+                vectors, w
+            )
         for scale in scales:
             t = time.perf_counter()
             results[f"  SVM features: TF-IDF + {scale:g} x {label}"] = base.augmented(
@@ -296,10 +329,28 @@ def report(ev: alerts.Evaluation, results: dict[str, np.ndarray], k: int) -> Non
 
 
 def load_model(name: str) -> Any:
-    """A torch ``Encoder`` on CPU: ``bundled`` (MiniLM, 256 tokens) or a model directory."""
+    """A torch ``Encoder`` on CPU: ``bundled`` (MiniLM, 256 tokens) or a model directory;
+    ``shipped``: the worker's compact static model (``services.alerts.dense``)."""
+    if name == "shipped":
+        return Shipped()
     from services.models.encoder import Encoder
 
     return Encoder(name, "cpu", 64, 256, backend="torch")
+
+
+class Shipped:
+    """The compact static model the worker ships, with an ``Encoder``'s ``encode``/``close``."""
+
+    def __init__(self) -> None:
+        from services.alerts.dense import StaticModel
+
+        self.model = StaticModel.load()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts)
+
+    def close(self) -> None:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

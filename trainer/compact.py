@@ -56,7 +56,9 @@ def export(model_dir: Path, papers: Path, out: Path, name: str | None = None) ->
     seen = np.zeros(table.shape[0], dtype=bool)
     texts = list(corpus_texts(rows))
     for start in range(0, len(texts), 4096):
-        for encoding in tokenizer.encode_batch(texts[start : start + 4096], add_special_tokens=False):
+        for encoding in tokenizer.encode_batch(
+            texts[start : start + 4096], add_special_tokens=False
+        ):
             seen[encoding.ids] = True
     ids = np.flatnonzero(seen).astype(np.int32)
     q, scale = quantise(table[ids].astype(np.float32))
@@ -64,7 +66,9 @@ def export(model_dir: Path, papers: Path, out: Path, name: str | None = None) ->
     name = name or f"{args.get('name', model_dir.name)}-{args.get('version', '')}".rstrip("-")
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / f"{args.get('name', name)}.npz", ids=ids, rows=q, scales=scale)
-    with gzip.open(out / f"{args.get('name', name)}.tokenizer.json.gz", "wt", encoding="utf-8") as f:
+    with gzip.open(
+        out / f"{args.get('name', name)}.tokenizer.json.gz", "wt", encoding="utf-8"
+    ) as f:
         f.write(tokenizer_text)
     meta = {
         "format": FORMAT,

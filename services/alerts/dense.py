@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import time
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from services.core.errors import ConfigError
 from services.core.text import normalise
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1  # trainer.compact.FORMAT
 DATA = Path(__file__).with_name("data")
@@ -51,7 +56,9 @@ class StaticModel:
             with gzip.open(directory / f"{name}.tokenizer.json.gz", "rt", encoding="utf-8") as f:
                 tokenizer = Tokenizer.from_str(f.read())
         except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"cannot load the static model {name!r} from {directory}: {exc}")
+            raise ConfigError(
+                f"cannot load the static model {name!r} from {directory}: {exc}"
+            ) from exc
         if meta.get("format") != FORMAT:
             raise ConfigError(f"static model {name!r}: format {meta.get('format')}, want {FORMAT}")
         tokenizer.no_padding()
@@ -78,3 +85,18 @@ class StaticModel:
         """Vectors of whole papers' raw texts (title + abstract or title + sentences), each
         normalised as the benchmark does (``normalise(title + " " + abstract)``)."""
         return self.encode([normalise(t) for t in texts])
+
+
+@lru_cache(maxsize=1)
+def shipped() -> StaticModel:
+    """The shipped model, loaded once per process."""
+    started = time.perf_counter()
+    model = StaticModel.load()
+    log.info(
+        "static dense model %s loaded in %.2fs (%d tokens, %d-d)",
+        model.version,
+        time.perf_counter() - started,
+        model.table.shape[0] - 1,
+        model.dim,
+    )
+    return model
