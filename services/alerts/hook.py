@@ -28,6 +28,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 from qdrant_client import models as qm
 
+from services.alerts import dense as static_dense
 from services.alerts.feedback import FeedbackStore
 from services.alerts.filters import (
     REASON_AUTHOR,
@@ -46,6 +47,7 @@ from services.alerts.matcher import (
     term_counts,
     tfidf,
 )
+from services.alerts.model import DENSE_WEIGHT
 from services.alerts.ranking import SubscriptionModels
 from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.alerts.webhooks import WebhookSender, webhook_body
@@ -112,6 +114,7 @@ class AlertMatcher:
         sparse_limit: int = 1000,
         crash_after_publish: bool = False,
         feedback: FeedbackStore | None = None,
+        dense_weight: float = DENSE_WEIGHT,
     ) -> None:
         self.subs = subs
         self.feedback = feedback
@@ -132,7 +135,13 @@ class AlertMatcher:
         self._authors_at = -META_TTL_S
         self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
         self.max_backoff_s = 30.0
-        self.models = SubscriptionModels(lambda: self.store, feedback)
+        # The static dense channel of the subscription models (0: lexical only).
+        self.models = SubscriptionModels(
+            lambda: self.store,
+            feedback,
+            dense=static_dense.shipped() if dense_weight > 0 else None,
+            dense_weight=dense_weight,
+        )
 
     @property
     def store(self) -> VectorStore:
@@ -160,9 +169,10 @@ class AlertMatcher:
             await self._bootstrap({p.paper.arxiv_id for p in papers})
         counts = []
         for item in papers:
-            terms = term_counts(" ".join([item.paper.title, *item.sentences]))
+            text = " ".join([item.paper.title, *item.sentences])
+            terms = term_counts(text)
             self.corpus.add(terms)
-            self.models.observe(item.paper.arxiv_id, terms)
+            self.models.observe(item.paper.arxiv_id, terms, text)
             counts.append(terms)
         await self._refresh_authors()
         if not self._authors and not await self._call(self._any_interests):
@@ -199,7 +209,11 @@ class AlertMatcher:
                 if not _passes_filters(meta, item, by_author):
                     continue
                 model = models.get(sub_id)
-                relevance = model.relevance(model.score(vector)) if model is not None else None
+                relevance = (
+                    model.relevance(model.score(vector, self.models.dense_of(paper.arxiv_id)))
+                    if model is not None
+                    else None
+                )
                 if not entries:  # reached only through a followed author
                     alert = _author_alert(meta, item, self.store.model_version)
                     candidates.append((item, alert.model_copy(update={"relevance": relevance})))
@@ -473,9 +487,10 @@ class AlertMatcher:
         started = time.perf_counter()
         docs = await self._call(scan)
         for arxiv_id, parts in docs.items():
-            terms = term_counts(" ".join(parts))
+            text = " ".join(parts)
+            terms = term_counts(text)
             self.corpus.add(terms)
-            self.models.observe(arxiv_id, terms)
+            self.models.observe(arxiv_id, terms, text)
         self._bootstrapped = True
         log.info(
             "alert IDF seeded from %d indexed papers in %.1fs",

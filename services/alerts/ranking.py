@@ -9,8 +9,13 @@ The pure model is ``services.alerts.model``; this module feeds it and keeps it:
   model-versioned: it depends on terms, not on the dense model), one point per
   subscription, so a restarted worker loads them instead of refitting every subscription;
 * refitting, lazily when a subscription is scored: when its fingerprint (interests,
-  feedback labels, settings) changed, when the IDF grew by ``IDF_REFRESH`` since the fit, or
+  feedback labels, settings, the dense model) changed, when the IDF grew by ``IDF_REFRESH`` since the fit, or
   when the sample has grown to twice what the model was fit with.
+
+With a dense model (``services.alerts.dense``, weight ``ASTRO_ALERT_DENSE_WEIGHT``) each sample
+paper also keeps its whole-paper vector, from the text its term counts come from (title +
+sentences); seeds and papers marked relevant are embedded from the indexed sentences, queries
+from their text, when a model is fitted.
 
 Methods named ``*_sync`` block: run them on the store thread.
 """
@@ -23,10 +28,12 @@ import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 
+import numpy as np
 from prometheus_client import Counter as PromCounter
 from qdrant_client import models as qm
 
 from services.alerts import model as submodel
+from services.alerts.dense import StaticModel
 from services.alerts.feedback import FeedbackStore
 from services.alerts.matcher import CorpusStats, term_counts, tfidf
 from services.alerts.subscriptions import SubscriptionMeta
@@ -74,8 +81,13 @@ class SubscriptionModels:
         store: Callable[[], VectorStore],
         feedback: FeedbackStore | None,
         sample: int = SAMPLE,
+        dense: StaticModel | None = None,
+        dense_weight: float = submodel.DENSE_WEIGHT,
     ) -> None:
         self._store = store  # the live model's store (a rollout moves it)
+        self.dense = dense if dense_weight > 0 else None
+        self.dense_weight = dense_weight if dense is not None else 0.0
+        self.dense_vectors: dict[str, np.ndarray] = {}  # of the papers in ``recent``
         self.feedback = feedback
         self.recent: deque[tuple[str, Counter[str]]] = deque(maxlen=2 * sample)
         self.cache: dict[str, submodel.SubscriptionModel] = {}
@@ -89,9 +101,24 @@ class SubscriptionModels:
     def name(self) -> str:
         return models_collection(self.store)
 
-    def observe(self, arxiv_id: str, counts: Counter[str]) -> None:
-        """A paper was indexed: it joins the sample (the oldest one leaves)."""
+    def observe(self, arxiv_id: str, counts: Counter[str], text: str | None = None) -> None:
+        """A paper was indexed: it joins the sample (the oldest one leaves). ``text``: what
+        ``counts`` were counted from, for the dense channel."""
         self.recent.append((arxiv_id, counts))
+        if self.dense is not None and text is not None:
+            self.dense_vectors[arxiv_id] = self.dense.papers([text])[0]
+            if len(self.dense_vectors) > 2 * (self.recent.maxlen or 0):
+                kept = {a for a, _ in self.recent}
+                self.dense_vectors = {a: v for a, v in self.dense_vectors.items() if a in kept}
+
+    def dense_of(self, arxiv_id: str) -> np.ndarray | None:
+        """A sample paper's dense vector (None without a dense channel)."""
+        return self.dense_vectors.get(arxiv_id) if self.dense is not None else None
+
+    @property
+    def dense_key(self) -> str:
+        """The dense channel's part of a model's fingerprint (empty: none)."""
+        return f"{self.dense.version}:{self.dense_weight}" if self.dense is not None else ""
 
     def ensure_sync(self) -> None:
         if self._ensured == self.name:
@@ -117,7 +144,9 @@ class SubscriptionModels:
         self.ensure_sync()
         labels = self._labels(sorted(metas))
         keys = {
-            sub_id: submodel.fingerprint([i.terms for i in meta.interests], labels.get(sub_id, {}))
+            sub_id: submodel.fingerprint(
+                [i.terms for i in meta.interests], labels.get(sub_id, {}), dense=self.dense_key
+            )
             for sub_id, meta in metas.items()
         }
         chosen: dict[str, submodel.SubscriptionModel] = {}
@@ -163,6 +192,10 @@ class SubscriptionModels:
 
     def _texts(self, arxiv_ids: set[str]) -> dict[str, Counter[str]]:
         """Term counts of labelled papers, from the indexed sentences (title + text)."""
+        return {a: term_counts(text) for a, text in self._paper_texts(arxiv_ids).items()}
+
+    def _paper_texts(self, arxiv_ids: set[str]) -> dict[str, str]:
+        """Indexed papers' text: title and sentences, joined."""
         if not arxiv_ids:
             return {}
         found: dict[str, list[str]] = {}
@@ -180,7 +213,7 @@ class SubscriptionModels:
             found.setdefault(str(p.get("arxiv_id")), [str(p.get("title", ""))]).append(
                 str(p.get("text", ""))
             )
-        return {a: term_counts(" ".join(parts)) for a, parts in found.items()}
+        return {a: " ".join(parts) for a, parts in found.items()}
 
     def _fit(
         self,
@@ -195,6 +228,7 @@ class SubscriptionModels:
         wanted = {a for s in sub_ids for a in labels.get(s, {})}
         labelled = {a: tfidf(c, corpus) for a, c in self._texts(wanted - set(vectors)).items()}
         labelled.update({a: vectors[a] for a in wanted if a in vectors})
+        dense = self._dense_interests(sub_ids, metas, labels)
         points = []
         for sub_id in sub_ids:
             meta = metas[sub_id]
@@ -214,6 +248,12 @@ class SubscriptionModels:
             ]
             negatives = [v for a, v in vectors.items() if a not in skip and not is_reference(a)]
             reference = [v for a, v in vectors.items() if a not in skip and is_reference(a)]
+            dense_reference = [
+                self.dense_vectors.get(a) for a in vectors if a not in skip and is_reference(a)
+            ]
+            dense_positives = dense.get(sub_id, [])
+            if any(v is None for v in dense_reference):
+                dense_positives = []  # a sample paper without its vector: lexical only
             fitted = submodel.fit(
                 interests,
                 negatives,
@@ -222,6 +262,9 @@ class SubscriptionModels:
                 not_relevant=not_relevant,
                 key=keys[sub_id],
                 corpus_docs=corpus.docs,
+                dense_positives=dense_positives,
+                dense_reference=[v for v in dense_reference if v is not None],
+                dense_weight=self.dense_weight,
             )
             FITS.inc()
             self.cache[sub_id] = fitted
@@ -234,3 +277,38 @@ class SubscriptionModels:
             )
         self.store.client.upsert(self.name, points, wait=True)
         log.info("fitted %d subscription models", len(points))
+
+    def _dense_interests(
+        self,
+        sub_ids: list[str],
+        metas: Mapping[str, SubscriptionMeta],
+        labels: dict[str, dict[str, str]],
+    ) -> dict[str, list[np.ndarray]]:
+        """Each subscription's dense positives: its queries' and seed papers' vectors and those
+        of the papers marked relevant (each counts 1; not-relevant marks are not used here)."""
+        if self.dense is None:
+            return {}
+        papers = {
+            a
+            for s in sub_ids
+            for a in [
+                *(i.interest for i in metas[s].interests if i.kind != "query"),
+                *(a for a, lab in labels.get(s, {}).items() if lab == "relevant"),
+            ]
+        }
+        known = {a: v for a in papers if (v := self.dense_vectors.get(a)) is not None}
+        texts = self._paper_texts(papers - set(known))
+        if texts:
+            known.update(zip(texts, self.dense.papers(list(texts.values())), strict=True))
+        out: dict[str, list[np.ndarray]] = {}
+        for sub_id in sub_ids:
+            meta = metas[sub_id]
+            queries = [i.interest for i in meta.interests if i.kind == "query"]
+            vectors = list(self.dense.papers(queries)) if queries else []
+            for i in meta.interests:
+                if i.kind != "query" and i.interest in known:
+                    vectors.append(known[i.interest])
+            mine = sorted(labels.get(sub_id, {}).items())
+            vectors += [known[a] for a, lab in mine if lab == "relevant" and a in known]
+            out[sub_id] = [v for v in vectors if np.any(v)]
+        return out

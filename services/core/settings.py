@@ -155,6 +155,15 @@ class Settings(BaseSettings):
             "a table from `python -m services.alerts.lexicon`, or 'none'."
         ),
     )
+    alert_dense_weight: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description=(
+            "Share of the shipped static model's dense channel in a subscription model's "
+            "score (docs/alerts.md, 'The static dense channel'); 0: lexical only."
+        ),
+    )
     webhook_allow_private: bool = Field(
         False, description="Allow webhooks to loopback/private addresses (SSRF guard off)."
     )

@@ -317,6 +317,7 @@ def install_alerts(
         sparse_limit=settings.alert_sparse_limit,
         crash_after_publish=settings.crash_at == "after_alert_publish",
         feedback=runtime.feedback,
+        dense_weight=settings.alert_dense_weight,
     )
 
     @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]

@@ -1,0 +1,72 @@
+"""The static-dense benchmark's default side is the default model of ``alerts.py --offline``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import static_dense as bench
+
+alerts = bench.alerts
+TOPICS = ["pulsar timing", "galaxy cluster lensing", "exoplanet transit", "dust grain"]
+
+
+def evaluation() -> alerts.Evaluation:
+    rows = []
+    for a in range(40):
+        topic = TOPICS[a % len(TOPICS)]
+        for n, day in enumerate(["2025-10-01", "2025-11-01", "2025-12-05", "2026-01-10"]):
+            rows.append(
+                {
+                    "arxiv_id": f"2510.{a:03d}{n}",
+                    "announced": day,
+                    "title": f"{topic} study {n} by group {a}",
+                    "abstract": f"We study {topic} with method{a} and survey{a}. It works well.",
+                    "authors": [f"Author {a}"],
+                }
+            )
+    return alerts.build_evaluation(
+        rows,
+        subscriptions=10,
+        candidates=60,
+        cutoff="2025-12-01",
+        max_authors=25,
+        max_seeds=2,
+        max_relevant=10,
+        seed=1,
+        split="dev",
+    )
+
+
+def test_default_side_is_the_offline_default_and_zero_dense_features_change_nothing() -> None:
+    ev = evaluation()
+    base = bench.Default(ev, "2025-12-01", 10, 1)
+    scores, stats = base.scores()
+    cand = base.lex.matrix(ev.candidates)
+    expected = [
+        alerts.model_scores(
+            base.lex,
+            cand,
+            s.seeds,
+            base.negatives,
+            base.reference,
+            mix=alerts.model.MIX,
+            c=alerts.model.C,
+        )
+        for s in ev.subscriptions
+    ]
+    # LinearSVC's coordinate descent visits samples in a random order: equal to its tolerance
+    np.testing.assert_allclose(scores, np.vstack(expected), atol=1e-3)
+    assert stats.shape == (len(ev.subscriptions), 2) and (stats[:, 1] > 0).all()
+
+    rng = np.random.default_rng(0)
+    ids = {*bench.paper_ids(ev), *base.negatives, *base.reference}
+    vectors = {i: rng.normal(size=8) for i in ids}
+    np.testing.assert_allclose(base.augmented(vectors, 0.0), scores, atol=1e-3)
+    # a large scale lets the (random) dense features move the margin
+    assert not np.allclose(base.augmented(vectors, 10.0), scores)
+
+
+def test_reference_standardisation() -> None:
+    scores = np.array([[1.0, 3.0], [0.0, 4.0]])
+    stats = np.array([[1.0, 2.0], [2.0, 1.0]])
+    np.testing.assert_allclose(bench.by_reference(scores, stats), [[0.0, 1.0], [-2.0, 2.0]])
