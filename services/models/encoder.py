@@ -39,10 +39,9 @@ PROBES = [
     "Exoplanet transit timing variations constrain the companion's mass.",
     "Spectra.",
 ]
-PARITY_FLOOR = {
-    "onnx-int8": 0.95,
-    "openvino-bf16": 0.95,
-}  # measured min 0.98 on 2,000 sentences; fp32 backends 0.999
+# int8: measured min 0.98 on 2,000 sentences; every other backend (fp32, and bf16: measured
+# min 0.99997) must keep 0.999.
+PARITY_FLOOR = {"onnx-int8": 0.95}
 
 
 def bundled_model_path() -> Path:
