@@ -5,13 +5,15 @@ abstracts) and the bundled model:
 
 1. **Encode**: sentences/s (wall) and CPU seconds per 1,000 sentences for each
    ``ASTRO_BACKEND`` (torch fp32, onnx fp32, onnx-int8, openvino fp32, openvino-bf16 where
-   the CPU has native bf16) at each batch size, plus each ONNX backend's default batches. The configs are
+   the CPU has native bf16) at each batch size (the ONNX backends under their default
+   token cap, so batch 64 is ``make run``'s setting). The configs are
    interleaved over ``--rounds`` rounds; the best round is reported (the machine is shared,
    so wall numbers are noisy: CPU seconds are the steadier figure).
 2. **Parity** of each ONNX backend with torch fp32 over ``--sentences`` sentences: row cosine
    (min, 1st percentile, mean), and the top-10 overlap of sentence search for ``--queries``
    paper titles (each backend's own query and corpus vectors against torch's).
-3. **/search** latency (p50/p95 of ``Reads.search``: encode the query with the chosen backend,
+3. **/search** latency (p50/p95 of ``Reads.search``: encode the query with ``--search-backend``
+   (default: ``auto``'s choice),
    then the papers and sentences searches) in local-mode Qdrant (in memory) holding 1k/5k/10k
    papers of ``--sentences-per-paper`` random unit vectors each.
 4. **Alert matching** per micro-batch (``AlertMatcher._percolate`` of ``--batch-papers``
