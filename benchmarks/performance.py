@@ -4,13 +4,16 @@ One run measures, on real astro-ph sentences (``sentences_for_embedding`` of the
 abstracts) and the bundled model:
 
 1. **Encode**: sentences/s (wall) and CPU seconds per 1,000 sentences for each
-   ``ASTRO_BACKEND`` (torch fp32, onnx fp32, onnx-int8, openvino fp32) at each batch size. The configs are
+   ``ASTRO_BACKEND`` (torch fp32, onnx fp32, onnx-int8, openvino fp32, openvino-bf16 where
+   the CPU has native bf16) at each batch size (the ONNX backends under their default
+   token cap, so batch 64 is ``make run``'s setting). The configs are
    interleaved over ``--rounds`` rounds; the best round is reported (the machine is shared,
    so wall numbers are noisy: CPU seconds are the steadier figure).
 2. **Parity** of each ONNX backend with torch fp32 over ``--sentences`` sentences: row cosine
    (min, 1st percentile, mean), and the top-10 overlap of sentence search for ``--queries``
    paper titles (each backend's own query and corpus vectors against torch's).
-3. **/search** latency (p50/p95 of ``Reads.search``: encode the query with the chosen backend,
+3. **/search** latency (p50/p95 of ``Reads.search``: encode the query with ``--search-backend``
+   (default: ``auto``'s choice),
    then the papers and sentences searches) in local-mode Qdrant (in memory) holding 1k/5k/10k
    papers of ``--sentences-per-paper`` random unit vectors each.
 4. **Alert matching** per micro-batch (``AlertMatcher._percolate`` of ``--batch-papers``
@@ -47,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from services.core.text import normalise, sentences_for_embedding  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "astro-ph" / "astro-ph-train.jsonl.gz"
-BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16")
 # Where the pipeline runs find the exported ONNX models (a deployment exports once).
 BENCH_DATA = ROOT / ".bench" / "data"
 
@@ -273,8 +276,9 @@ def model_texts(papers: list[Any]) -> list[str]:
 def bench_bare(
     texts: list[str], model: str, batches: list[int], cache: Path, rounds: int
 ) -> list[dict[str, Any]]:
-    """Bare ``encode`` of ``texts``: torch fp32 at each batch size, and the default encoder
-    of ``make run`` (``ASTRO_BACKEND``/``ASTRO_BATCH_*`` unset: auto, 64, its token cap)."""
+    """Bare ``encode`` of ``texts``: torch fp32 at each batch size, the default encoder of
+    ``make run`` (``ASTRO_BACKEND``/``ASTRO_BATCH_*`` unset: auto, its batch size and token
+    cap), and onnx-int8 at its defaults where auto chose another backend."""
     from services.core.settings import Settings
     from services.models.encoder import Encoder, load_encoder
 
@@ -282,7 +286,12 @@ def bench_bare(
     torch_encoder = Encoder(model, "cpu", 64, 256, backend="torch", cache_dir=cache)
     configs += [("torch", torch_encoder, b) for b in batches]
     default = load_encoder(Settings(model=model, data_dir=BENCH_DATA, device="cpu"))
-    configs.append(("default", default, None))
+    configs.append((f"default ({default.backend})", default, None))
+    if default.backend != "onnx-int8":
+        int8 = load_encoder(
+            Settings(model=model, data_dir=BENCH_DATA, device="cpu", backend="onnx-int8")
+        )
+        configs.append(("onnx-int8 (its defaults)", int8, None))
     for _, encoder, batch in configs:
         if batch:
             encoder.batch_size = batch
@@ -295,21 +304,23 @@ def bench_bare(
             _, wall, cpu = timed(encoder.encode, texts)
             old = best.get((name, batch), (1e18, 1e18))
             best[(name, batch)] = (min(old[0], wall), min(old[1], cpu))
+    encoders = {name: encoder for name, encoder, _ in configs}
     rows = []
     for (name, batch), (wall, cpu) in best.items():
+        encoder = encoders[name]
         rows.append(
             {
-                "encoder": name if name == "torch" else f"default ({default.backend})",
-                "batch": batch or default.batch_size,
-                "max_tokens": None if name == "torch" else default.max_tokens,
+                "encoder": name,
+                "batch": batch or encoder.batch_size,
+                "max_tokens": None if name == "torch" else encoder.max_tokens,
                 "sentences": len(texts),
                 "wall_s": wall,
                 "cpu_s": cpu,
                 "sentences_per_s": len(texts) / wall,
             }
         )
-    torch_encoder.close()
-    default.close()
+    for encoder in encoders.values():
+        encoder.close()
     return rows
 
 
@@ -606,7 +617,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--queries", type=int, default=200, help="titles: top-10 overlap, /search")
     parser.add_argument("--search-sizes", default="1000,5000,10000")
-    parser.add_argument("--search-backend", default="onnx-int8")
+    parser.add_argument("--search-backend", default="auto", help="auto: make run's choice")
     parser.add_argument("--sentences-per-paper", type=int, default=8)
     parser.add_argument("--subscriptions", default="10,100,1000,10000")
     parser.add_argument("--batch-papers", type=int, default=32)
@@ -637,7 +648,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "performance")
     args = parser.parse_args()
     if args.quick:
-        args.backends, args.batches, args.rounds = "torch,onnx-int8", "16,64", 1
+        args.backends, args.batches, args.rounds = "torch,onnx-int8,openvino-bf16", "16,64", 1
         args.sentences, args.speed_sentences, args.queries = 200, 128, 20
         args.search_sizes, args.subscriptions = "200,500", "10,100"
         args.pipeline_papers, args.backfill = min(args.pipeline_papers, 40), 0
@@ -647,7 +658,14 @@ def main() -> None:
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     texts, titles = load_texts(args.data, args.sentences, args.queries)
+    from services.models.encoder import pick_backend
+    from services.models.onnx_backend import native_bf16
+
     backends = [b for b in args.backends.split(",") if b]
+    if "openvino-bf16" in backends and not native_bf16():
+        print("openvino-bf16: skipped, this CPU has no native bf16 (AMX / AVX512-BF16)")
+        backends.remove("openvino-bf16")
+    args.search_backend = pick_backend(args.search_backend, "cpu")
     cache = Path(tempfile.mkdtemp(prefix="astro-onnx-"))
     encoders = {}
     for backend in backends:

@@ -67,13 +67,14 @@ class Settings(BaseSettings):
         None, description="Version tag stored with every vector. Default: derived from the model."
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Encoder device.")
-    backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino"] = Field(
+    backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-bf16"] = Field(
         "auto",
         description=(
-            "Encoder runtime. onnx/onnx-int8/openvino: the model exported once to ONNX "
-            "(under ASTRO_DATA_DIR/onnx) and run by onnxruntime (fp32 or int8) or OpenVINO "
-            "(fp32), CPU only; their vectors get a version tag of their own "
-            "(docs/performance.md). auto: onnx-int8 on CPU, torch on a GPU."
+            "Encoder runtime. onnx/onnx-int8/openvino/openvino-bf16: the model exported once "
+            "to ONNX (under ASTRO_DATA_DIR/onnx) and run by onnxruntime (fp32 or int8) or "
+            "OpenVINO (fp32, or bf16 where the CPU has it natively), CPU only; their vectors "
+            "get a version tag of their own (docs/performance.md). auto: openvino-bf16 on a "
+            "CPU with native bf16 (AMX, AVX512-BF16), else onnx-int8; torch on a GPU."
         ),
     )
     batch_size: int | None = Field(

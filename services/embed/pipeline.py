@@ -227,6 +227,7 @@ class EmbedPipeline:
         self.on_indexed = on_indexed
         self.max_backoff_s = 30.0
         self._committing: set[str] = set()
+        self._speculate = True  # encode while looking up (see _plan)
 
     @property
     def encoder(self) -> TextEncoder:
@@ -273,7 +274,8 @@ class EmbedPipeline:
         prepared.items = todo
         if todo:
             try:
-                prepared.plans = await self._plan(todo, prepared.result)
+                busy = earlier is not None and not earlier.done()
+                prepared.plans = await self._plan(todo, prepared.result, early=busy)
             except (DependencyUnavailable, asyncio.CancelledError):
                 raise
             except Exception:
@@ -320,15 +322,65 @@ class EmbedPipeline:
         return result
 
     async def _plan(
-        self, items: list[tuple[RawRecord, Paper]], result: BatchResult
+        self, items: list[tuple[RawRecord, Paper]], result: BatchResult, *, early: bool = False
     ) -> Plans | None:
-        """Skip stale and unchanged papers, split the rest and encode every text in one call."""
+        """Skip stale and unchanged papers, split the rest and encode every text in one call.
+
+        ``early``: the previous batch is being written. Its writes hold the Qdrant thread,
+        so this batch's lookup waits behind them while the encoder would sit idle: in a
+        stream of new papers (the last batch skipped none), the encode then starts before
+        the lookup, on every paper of the batch. The lookup still decides what is written;
+        the vectors of papers it skips are dropped. A batch that skipped papers (a replay,
+        redeliveries) turns this off until a batch skips none again, so a replay costs at
+        most one batch of encodes.
+        """
         store = self.store
-        existing = await self.retry(
-            "lookup", items[0][0], store.papers_by_id, [p.arxiv_id for _, p in items]
-        )
+        splits = {
+            id(paper): sentences_for_embedding(paper.abstract, self.settings.max_sentences)
+            for _, paper in items
+        }
+        encoding: asyncio.Future[np.ndarray] | None = None
+        early_rows: dict[int, slice] = {}
+        t0 = time.perf_counter()
+        if early and self._speculate and len(items) > 1:
+            row = 0
+            titles, bodies = [], []
+            for _, paper in items:
+                split = splits[id(paper)]
+                if split:
+                    early_rows[id(paper)] = slice(row, row + 1 + len(split))
+                    row += 1 + len(split)
+                    titles.append(normalise(paper.title))
+                    bodies.append([model_text for _, model_text in split])
+            if titles:
+                encoding = asyncio.ensure_future(self.encoder.aencode(texts_of(titles, bodies)))
+        try:
+            if encoding is not None:
+                await asyncio.sleep(0)  # the encode is on its thread before the lookup queues
+            existing = await self.retry(
+                "lookup", items[0][0], store.papers_by_id, [p.arxiv_id for _, p in items]
+            )
+            return await self._decide(items, result, existing, splits, encoding, early_rows, t0)
+        finally:
+            if encoding is not None and not encoding.done():
+                encoding.cancel()
+            elif encoding is not None and not encoding.cancelled():
+                encoding.exception()  # an unused early encode's error is not a loose end
+
+    async def _decide(
+        self,
+        items: list[tuple[RawRecord, Paper]],
+        result: BatchResult,
+        existing: dict[str, Any],
+        splits: dict[int, list[tuple[str, str]]],
+        early: asyncio.Future[np.ndarray] | None,
+        early_rows: dict[int, slice],
+        t0: float,
+    ) -> Plans | None:
+        store = self.store
         plans: list[tuple[RawRecord, Paper, list[tuple[str, str]], str]] = []
         relabel: list[tuple[RawRecord, Paper, dict[str, Any]]] = []
+        skipped = 0
         for record, paper in items:
             digest = content_digest(paper.title, paper.abstract)
             old = existing.get(paper.arxiv_id)
@@ -337,6 +389,7 @@ class EmbedPipeline:
             if old_version > paper.version:
                 metrics.PAPERS_SKIPPED.labels("stale").inc()
                 result.skipped += 1
+                skipped += 1
                 log.info(
                     "skip stale v%d of %s (v%d indexed) %s",
                     paper.version,
@@ -346,6 +399,7 @@ class EmbedPipeline:
                 )
                 continue
             if old_version == paper.version and old_payload.get("digest") == digest:
+                skipped += 1
                 new_payload = paper_payload(paper, store.model_version)
                 if metadata_of(old_payload) != metadata_of(new_payload):
                     relabel.append((record, paper, new_payload))
@@ -353,23 +407,32 @@ class EmbedPipeline:
                 metrics.PAPERS_SKIPPED.labels("duplicate").inc()
                 result.skipped += 1
                 continue
-            sentences = sentences_for_embedding(paper.abstract, self.settings.max_sentences)
+            sentences = splits[id(paper)]
             if not sentences:
                 await self._dead(record, "split", "abstract has no sentences to embed", result)
                 continue
             plans.append((record, paper, sentences, digest))
+        if len(items) > 1:
+            self._speculate = skipped == 0
         if not plans and not relabel:
             return None
         vectors = np.zeros((0, self.encoder.dim), dtype=np.float32)
         if plans:
-            texts = texts_of(
-                [normalise(paper.title) for _, paper, _, _ in plans],
-                [[model_text for _, model_text in sentences] for _, _, sentences, _ in plans],
-            )
-            t0 = time.perf_counter()
-            vectors = await self.encoder.aencode(texts)
+            if early is not None:
+                encoded = await early
+                rows = [early_rows[id(paper)] for _, paper, _, _ in plans]
+                vectors = np.concatenate([encoded[r] for r in rows])
+                texts = sum(r.stop - r.start for r in rows)
+            else:
+                batch = texts_of(
+                    [normalise(paper.title) for _, paper, _, _ in plans],
+                    [[model_text for _, model_text in sentences] for _, _, sentences, _ in plans],
+                )
+                t0 = time.perf_counter()
+                vectors = await self.encoder.aencode(batch)
+                texts = len(batch)
             metrics.STAGE_SECONDS.labels("encode").observe(time.perf_counter() - t0)
-            metrics.BATCH_SENTENCES.observe(len(texts))
+            metrics.BATCH_SENTENCES.observe(texts)
         return Plans(plans, vectors, existing, relabel)
 
     async def _write(self, planned: Plans, result: BatchResult) -> None:

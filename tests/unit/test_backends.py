@@ -17,6 +17,7 @@ from services.core.settings import Settings
 from services.core.text import sentences_for_embedding
 from services.models import onnx_backend
 from services.models.encoder import Encoder, backend_version, pick_backend
+from services.models.onnx_backend import native_bf16
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "papers-sample.jsonl"
 
@@ -46,8 +47,22 @@ def reference() -> tuple[list[str], np.ndarray]:
         torch.close()
 
 
+NO_BF16 = "this CPU has no native bf16 (OpenVINO lists no BF16: no AMX / AVX512-BF16)"
+
+
 @pytest.mark.parametrize(
-    ("backend", "floor"), [("onnx", 0.9999), ("onnx-int8", 0.95), ("openvino", 0.9999)]
+    ("backend", "floor"),
+    [
+        ("onnx", 0.9999),
+        ("onnx-int8", 0.95),
+        ("openvino", 0.9999),
+        # measured min 0.99997 on 2,000 sentences (docs/performance.md)
+        pytest.param(
+            "openvino-bf16",
+            0.9995,
+            marks=pytest.mark.skipif(not native_bf16(), reason=NO_BF16),
+        ),
+    ],
 )
 def test_onnx_vectors_match_torch(
     backend: str, floor: float, cache: Path, reference: tuple[list[str], np.ndarray]
@@ -85,21 +100,29 @@ def test_export_is_cached(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_each_backend_has_its_own_version_tag() -> None:
-    backends = ("torch", "onnx", "onnx-int8", "openvino")
+    backends = ("torch", "onnx", "onnx-int8", "openvino", "openvino-bf16")
     tags = [backend_version("all-minilm-l6-v2", b) for b in backends]
     assert tags[0] == "all-minilm-l6-v2" and len(set(tags)) == len(backends)
     assert tags[2] == "all-minilm-l6-v2-onnx-int8"
 
 
 def test_backend_choice() -> None:
-    assert pick_backend("auto", "cpu") == "onnx-int8"
+    # auto: bf16 where the CPU has it natively, else int8; torch on a GPU, bf16 or not
+    assert pick_backend("auto", "cpu", bf16=True) == "openvino-bf16"
+    assert pick_backend("auto", "cpu", bf16=False) == "onnx-int8"
+    assert pick_backend("auto", "cuda", bf16=True) == "torch"
     assert pick_backend("auto", "cuda") == "torch"
+    assert pick_backend("auto", "cpu") == ("openvino-bf16" if native_bf16() else "onnx-int8")
+    assert pick_backend("openvino-bf16", "cpu", bf16=False) == "openvino-bf16"  # refused at load
+    with pytest.raises(ConfigError, match="ASTRO_DEVICE=cpu"):
+        pick_backend("openvino-bf16", "cuda")
     assert pick_backend("onnx", "cpu") == "onnx"
     with pytest.raises(ConfigError, match="ASTRO_DEVICE=cpu"):
         pick_backend("onnx-int8", "cuda")
     with pytest.raises(ConfigError, match="expected one of"):
         pick_backend("tensorrt", "cpu")
     assert Settings(backend="onnx-int8").backend == "onnx-int8"
+    assert Settings(backend="openvino-bf16").backend == "openvino-bf16"
     with pytest.raises(ValueError):
         Settings(backend="int4")
 
@@ -130,3 +153,12 @@ def perturbed(path: Path) -> bytes:
             init.CopyFrom(numpy_helper.from_array(shuffled, init.name))
             break
     return graph.SerializeToString()
+
+
+def test_bf16_is_refused_where_the_cpu_lacks_it(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where OpenVINO lists no BF16 the bf16 hint would be emulated or ignored: refused."""
+    monkeypatch.setattr(onnx_backend, "native_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="no native bf16"):
+        Encoder("bundled", "cpu", 16, 256, backend="openvino-bf16", cache_dir=cache)

@@ -256,3 +256,48 @@ def test_metadata_change_updates_payloads_without_re_encoding(
         assert "text" in point.payload and "sentence_index" in point.payload
     # and once relabelled, a redelivery is a plain duplicate again
     assert run(pipeline, [rec(crosslisted)]).skipped == 1
+
+
+def test_while_a_batch_is_written_the_next_is_encoded_before_its_lookup(
+    records: list[dict[str, Any]],
+) -> None:
+    """With the previous batch's commit in flight (it holds the Qdrant thread), the encode
+    starts before the lookup; the lookup still decides: a duplicate's vectors are dropped,
+    and a batch that skipped papers turns the early encode off for the next one."""
+    pipeline, store, _ = make()
+    run(pipeline, [rec(r, i) for i, r in enumerate(records[:4])])
+    order: list[str] = []
+    encoder = pipeline.encoder
+    encode, lookup = encoder.aencode, store.papers_by_id
+
+    async def traced_encode(texts: list[str]) -> np.ndarray:
+        order.append("encode")
+        return await encode(texts)
+
+    def traced_lookup(ids: list[str]) -> Any:
+        order.append("lookup")
+        return lookup(ids)
+
+    encoder.aencode = traced_encode  # type: ignore[method-assign]
+    store.papers_by_id = traced_lookup  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        writing = asyncio.get_running_loop().create_future()  # a commit that is in flight
+        steps = [
+            (records[4:8], ["encode", "lookup"], 0),
+            (records[:2] + records[8:10], ["encode", "lookup"], 2),  # two already indexed
+            (records[10:12], ["lookup", "encode"], 0),  # after skips: lookup first again
+        ]
+        for batch, expected, skipped in steps:
+            order.clear()
+            prepared = await pipeline.prepare([rec(r) for r in batch], earlier=writing)
+            assert order == expected
+            result = await pipeline.commit(prepared)
+            assert (result.skipped, len(result.indexed)) == (skipped, len(batch) - skipped)
+            for item in result.indexed:  # each paper's own vectors, whatever was dropped
+                texts = [m for _, m in sentences_for_embedding(item.paper.abstract)]
+                assert np.allclose(item.sentence_vectors, await FakeEncoder().aencode(texts))
+        writing.cancel()
+
+    asyncio.run(scenario())
+    assert store.count(store.papers) == 12
