@@ -384,6 +384,26 @@ def reservoir(ev: Evaluation, cutoff: str, size: int, seed: int) -> tuple[list[s
     return sorted(ids[:size]), sorted(ids[size : 2 * size])
 
 
+@dataclass
+class Dense:
+    """Whole-paper vectors of the worker's shipped static model (``services.alerts.dense``),
+    from the text the static channel was measured on, and the channel's weight."""
+
+    vectors: dict[str, np.ndarray]
+    weight: float
+
+    @classmethod
+    def of(cls, ev: Evaluation, ids: Sequence[str], weight: float) -> Dense:
+        from services.alerts.dense import shipped
+
+        ids = sorted(set(ids))
+        rows = shipped().papers([text_of(ev.papers[i]) for i in ids])
+        return cls(dict(zip(ids, rows, strict=True)), weight)
+
+    def matrix(self, ids: Sequence[str]) -> np.ndarray:
+        return np.stack([self.vectors[i] for i in ids])
+
+
 def model_scores(
     lex: Lexical,
     cand: sparse.csr_matrix,
@@ -395,6 +415,8 @@ def model_scores(
     c: float,
     extra_pos: Sequence[str] = (),
     extra_neg: Sequence[str] = (),
+    dense: Dense | None = None,
+    cand_ids: Sequence[str] = (),
 ) -> np.ndarray:
     """``services.alerts.model`` fit as the service fits it; candidates scored in one product."""
     return fit_and_score(
@@ -407,6 +429,8 @@ def model_scores(
         c=c,
         extra_pos=extra_pos,
         extra_neg=extra_neg,
+        dense=dense,
+        cand_ids=cand_ids,
     )[0]
 
 
@@ -421,23 +445,42 @@ def fit_and_score(
     c: float,
     extra_pos: Sequence[str] = (),
     extra_neg: Sequence[str] = (),
+    dense: Dense | None = None,
+    cand_ids: Sequence[str] = (),
 ) -> tuple[np.ndarray, Any]:
+    """With ``dense`` (the shipped static model's vectors) the model has the worker's dense
+    channel at ``dense.weight``; ``cand_ids`` are then the ids of ``cand``'s rows."""
     from services.alerts import model as submodel
 
     labelled = {*positives, *extra_pos, *extra_neg}
+    kept_reference = [x for x in reference if x not in labelled]
+    channel: dict[str, Any] = {}
+    if dense is not None and dense.weight > 0:
+        channel = {
+            "dense_positives": [dense.vectors[x] for x in [*positives, *extra_pos]],
+            "dense_reference": [dense.vectors[x] for x in kept_reference],
+            "dense_weight": dense.weight,
+        }
     fitted = submodel.fit(
         [lex.vectors[x] for x in positives],
         [lex.vectors[x] for x in negatives if x not in labelled],
-        [lex.vectors[x] for x in reference if x not in labelled],
+        [lex.vectors[x] for x in kept_reference],
         relevant=[lex.vectors[x] for x in extra_pos],
         not_relevant=[lex.vectors[x] for x in extra_neg],
         mix=mix,
         c=c,
+        **channel,
     )
     margin = cand @ lex.dense(fitted.weights) + fitted.bias
     cos = cand @ lex.dense(fitted.centre)
     (mm, ms), (cm, cs) = fitted.margin_stats, fitted.cosine_stats
-    return fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs, fitted
+    scores = fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs
+    if dense is not None and fitted.dense_centre is not None and fitted.dense_weight:
+        # SubscriptionModel.score, vectorised over the candidates
+        w, (lm, ls), (dm, ds) = fitted.dense_weight, fitted.lexical_stats, fitted.dense_stats
+        dense_cos = dense.matrix(cand_ids) @ fitted.dense_centre
+        scores = (1 - w) * (scores - lm) / ls + w * (dense_cos - dm) / ds
+    return scores, fitted
 
 
 def calibration(
@@ -467,12 +510,29 @@ def rank_scores(candidates: list[str], scores: np.ndarray) -> list[str]:
 
 
 def model_rankings(
-    ev: Evaluation, lex: Lexical, negatives: list[str], reference: list[str], mix: float, c: float
+    ev: Evaluation,
+    lex: Lexical,
+    negatives: list[str],
+    reference: list[str],
+    mix: float,
+    c: float,
+    dense: Dense | None = None,
 ) -> list[list[str]]:
     cand = lex.matrix(ev.candidates)
     return [
         rank_scores(
-            ev.candidates, model_scores(lex, cand, s.seeds, negatives, reference, mix=mix, c=c)
+            ev.candidates,
+            model_scores(
+                lex,
+                cand,
+                s.seeds,
+                negatives,
+                reference,
+                mix=mix,
+                c=c,
+                dense=dense,
+                cand_ids=ev.candidates,
+            ),
         )
         for s in ev.subscriptions
     ]
@@ -533,6 +593,7 @@ def feedback_curve(
     k: int,
     per_week: int = 5,
     weeks: int = 4,
+    dense: Dense | None = None,
 ) -> dict[int, np.ndarray]:
     """A reader who, after each simulated week, labels the top ``per_week`` alerts of that
     week by ground truth (relevant → positive, else negative). nDCG@k on the candidates of
@@ -568,6 +629,8 @@ def feedback_curve(
                     c=c,
                     extra_pos=pos,
                     extra_neg=neg,
+                    dense=dense,
+                    cand_ids=later,
                 )
                 curve[checkpoints[w]].append(ndcg(rank_scores(later, scores), target, k))
             if w == weeks:
@@ -582,6 +645,8 @@ def feedback_curve(
                 c=c,
                 extra_pos=pos,
                 extra_neg=neg,
+                dense=dense,
+                cand_ids=by_week[w],
             )
             for i in rank_scores(by_week[w], scores)[:per_week]:
                 (pos if i in s.relevant else neg).append(i)
@@ -671,13 +736,26 @@ def offline_lexical(ev: Evaluation, args: argparse.Namespace) -> Lexical:
     return _LEXICAL[0][1]
 
 
+def offline_dense(ev: Evaluation, args: argparse.Namespace) -> Dense:
+    """The shipped static model's vectors of every paper of the evaluation and samples."""
+    negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
+    seeds = [x for s in ev.subscriptions for x in s.seeds]
+    return Dense.of(ev, [*seeds, *ev.candidates, *negatives, *reference], args.dense_weight)
+
+
 def offline_results(
     ev: Evaluation, rows: list[dict[str, Any]], args: argparse.Namespace
 ) -> dict[str, list[list[str]]]:
     lex = offline_lexical(ev, args)
     negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
-    results = {
-        f"default: SVM {args.mix} + centroid (C {args.c})": model_rankings(
+    results = {}
+    if args.dense_weight > 0:
+        dense = offline_dense(ev, args)
+        results[
+            f"default: SVM {args.mix} + centroid (C {args.c}) + static dense {args.dense_weight}"
+        ] = model_rankings(ev, lex, negatives, reference, args.mix, args.c, dense)
+    results |= {
+        f"SVM {args.mix} + centroid (C {args.c}), no dense channel": model_rankings(
             ev, lex, negatives, reference, args.mix, args.c
         ),
         "centroid (the previous default)": model_rankings(
@@ -712,6 +790,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ablation", action="store_true", help="skip the offline ablation")
     parser.add_argument("--mix", type=float, default=model.MIX, help="share of the SVM margin")
     parser.add_argument("--c", type=float, default=model.C, help="the model's SVM C")
+    parser.add_argument(
+        "--dense-weight",
+        type=float,
+        default=model.DENSE_WEIGHT,
+        help="offline: the static dense channel's weight in the default (0: lexical only)",
+    )
     parser.add_argument(
         "--reservoir", type=int, default=RESERVOIR, help="negatives (and reference) sample size"
     )
@@ -762,7 +846,15 @@ def main(argv: list[str] | None = None) -> int:
             lex = offline_lexical(ev, args)
             negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
             curve = feedback_curve(
-                ev, lex, negatives, reference, cutoff=args.cutoff, mix=args.mix, c=args.c, k=k
+                ev,
+                lex,
+                negatives,
+                reference,
+                cutoff=args.cutoff,
+                mix=args.mix,
+                c=args.c,
+                k=k,
+                dense=offline_dense(ev, args) if args.dense_weight > 0 else None,
             )
             print(f"\nfeedback curve: nDCG@{k} of the weeks after 4 labelling weeks")
             base = curve[0]
