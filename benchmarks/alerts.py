@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import gzip
 import itertools
 import json
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,8 +242,17 @@ def embedding_baseline(ev: Evaluation, encoder: Any) -> list[list[str]]:
 
 
 # the real stack ----------------------------------------------------------------
-def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], float]:
-    """Index seeds, subscribe through the API (threshold 0), publish candidates, read alerts."""
+@contextlib.contextmanager
+def subscribed_stack(
+    ev: Evaluation, workdir: Path, *, prefix: str = "bench", extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[Any, Any, list[str], dict[str, float]]]:
+    """A broker and a worker with the seeds indexed, one subscription per author (threshold 0,
+    through the API) and the candidates indexed and matched.
+
+    Yields ``(worker, broker, subscription ids, timings)``; the stack stops on exit. Topics
+    are ``<prefix>.papers`` / ``.alerts`` / ``.deadletter``; ``extra_env`` adds settings
+    (e.g. ``ASTRO_BACKEND``).
+    """
     from benchmarks.stack import WorkerProcess
     from services.core.schemas import Paper
     from services.core.settings import load_settings
@@ -253,18 +263,19 @@ def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], f
     broker = EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log").start()
     env = {
         "ASTRO_KAFKA_URL": broker.url,
-        "ASTRO_APP_ID": "bench-alerts",
-        "ASTRO_TOPIC_PAPERS": "bench.papers",
-        "ASTRO_TOPIC_ALERTS": "bench.alerts",
-        "ASTRO_TOPIC_DEADLETTER": "bench.deadletter",
+        "ASTRO_APP_ID": f"{prefix}-alerts",
+        "ASTRO_TOPIC_PAPERS": f"{prefix}.papers",
+        "ASTRO_TOPIC_ALERTS": f"{prefix}.alerts",
+        "ASTRO_TOPIC_DEADLETTER": f"{prefix}.deadletter",
         # In memory: local mode on disk pays ~10 ms per stored alert, and threshold 0 stores
         # one alert per (subscription, candidate). Every code path is the same.
         "ASTRO_QDRANT_PATH": ":memory:",
         "ASTRO_DATA_DIR": str(workdir / "data"),
         "ASTRO_ROLES": "embed,alerts,api",
         "ASTRO_BATCH_WINDOW_MS": "200",
+        **(extra_env or {}),
     }
-    settings = load_settings(kafka_url=broker.url, topic_papers="bench.papers")
+    settings = load_settings(kafka_url=broker.url, topic_papers=f"{prefix}.papers")
 
     def publish(ids: list[str]) -> None:
         async def go() -> None:
@@ -274,12 +285,16 @@ def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], f
         asyncio.run(go())
 
     worker = WorkerProcess(env, workdir / "worker.log")
+    timings: dict[str, float] = {}
     try:
-        worker.start()
+        t0 = time.perf_counter()
+        worker.start(ready_timeout=600)
+        timings["start_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         publish(seeds)
         worker.wait_for(lambda b: b["papers"] >= len(seeds), timeout=1800)
-        print(f"  indexed {len(seeds)} seed papers in {time.perf_counter() - t0:.0f}s", flush=True)
+        timings["seeds_s"] = time.perf_counter() - t0
+        print(f"  indexed {len(seeds)} seed papers in {timings['seeds_s']:.0f}s", flush=True)
         sub_ids = []
         for s in ev.subscriptions:
             status, body = worker.request(
@@ -292,22 +307,54 @@ def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], f
         publish(ev.candidates)
         total = len(seeds) + len(ev.candidates)
         worker.wait_for(lambda b: b["papers"] >= total, timeout=3600)
-        elapsed = time.perf_counter() - t0
+        timings["candidates_s"] = time.perf_counter() - t0
         print(
-            f"  indexed and matched {len(ev.candidates)} candidates in {elapsed:.0f}s", flush=True
+            f"  indexed and matched {len(ev.candidates)} candidates in "
+            f"{timings['candidates_s']:.0f}s",
+            flush=True,
         )
-        rankings = []
-        for sub_id in sub_ids:
-            status, body = worker.get(f"/subscriptions/{sub_id}/alerts?sort=relevance&limit={k}")
-            if status != 200:
-                raise RuntimeError(f"GET alerts: {status} {body}")
-            rankings.append([a["arxiv_id"] for a in body["alerts"]])
-        batches = worker.metric("astrostream_match_seconds_count")
-        per_batch = worker.metric("astrostream_match_seconds_sum") / max(1.0, batches)
-        return rankings, per_batch
+        yield worker, broker, sub_ids, timings
     finally:
         worker.stop()
         broker.stop()
+
+
+def read_rankings(worker: Any, sub_ids: list[str], k: int) -> list[list[str]]:
+    """Each subscription's top ``k`` alerts by relevance, through the API."""
+    rankings = []
+    for sub_id in sub_ids:
+        status, body = worker.get(f"/subscriptions/{sub_id}/alerts?sort=relevance&limit={k}")
+        if status != 200:
+            raise RuntimeError(f"GET alerts: {status} {body}")
+        rankings.append([a["arxiv_id"] for a in body["alerts"]])
+    return rankings
+
+
+def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], float]:
+    """Index seeds, subscribe through the API (threshold 0), publish candidates, read alerts;
+    returns the rankings and the match time per micro-batch."""
+    with subscribed_stack(ev, workdir) as (worker, _, sub_ids, _):
+        rankings = read_rankings(worker, sub_ids, k)
+        batches = worker.metric("astrostream_match_seconds_count")
+        per_batch = worker.metric("astrostream_match_seconds_sum") / max(1.0, batches)
+        return rankings, per_batch
+
+
+def evaluation_from(
+    args: argparse.Namespace, rows: list[dict[str, Any]] | None = None
+) -> Evaluation:
+    """The evaluation the common command-line options describe (``--data``, ``--split``, …)."""
+    return build_evaluation(
+        load(args.data) if rows is None else rows,
+        subscriptions=args.subscriptions,
+        candidates=args.candidates,
+        cutoff=args.cutoff,
+        max_authors=args.max_authors,
+        max_seeds=args.max_seeds,
+        max_relevant=args.max_relevant,
+        seed=args.seed,
+        split=args.split,
+    )
 
 
 # offline scoring -----------------------------------------------------------------------
@@ -401,6 +448,8 @@ class Dense:
         return cls(dict(zip(ids, rows, strict=True)), weight)
 
     def matrix(self, ids: Sequence[str]) -> np.ndarray:
+        if not ids:  # e.g. a simulated week without candidates
+            return np.zeros((0, len(next(iter(self.vectors.values())))), dtype=np.float32)
         return np.stack([self.vectors[i] for i in ids])
 
 
@@ -813,17 +862,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     rows = load(args.data)
-    ev = build_evaluation(
-        rows,
-        subscriptions=args.subscriptions,
-        candidates=args.candidates,
-        cutoff=args.cutoff,
-        max_authors=args.max_authors,
-        max_seeds=args.max_seeds,
-        max_relevant=args.max_relevant,
-        seed=args.seed,
-        split=args.split,
-    )
+    ev = evaluation_from(args, rows)
     seeds = {x for s in ev.subscriptions for x in s.seeds}
     relevant = [len(s.relevant) for s in ev.subscriptions]
     print(

@@ -49,10 +49,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.alerts import (  # noqa: E402
     DATA,
     Evaluation,
-    build_evaluation,
+    evaluation_from,
     load,
     paired_ci,
     per_subscription,
+    read_rankings,
+    subscribed_stack,
 )
 
 TOLERANCE = 0.005  # issue #13: int8 nDCG may be at most this much below fp32
@@ -124,73 +126,17 @@ def run_backend(
     sparse_limit: int | None,
 ) -> dict[str, Any]:
     """Index, subscribe, publish, read back: the raw result of one backend."""
-    from benchmarks.stack import WorkerProcess
-    from services.core.schemas import Paper
-    from services.core.settings import load_settings
-    from services.kafka.broker import EmbeddedBroker, free_port
-    from services.kafka.publisher import Publisher
-
-    seeds = sorted({x for s in ev.subscriptions for x in s.seeds})
-    broker = EmbeddedBroker(port=free_port(), log_path=workdir / "broker.log").start()
-    env = {
-        "ASTRO_KAFKA_URL": broker.url,
-        "ASTRO_APP_ID": "bench-parity",
-        "ASTRO_TOPIC_PAPERS": "parity.papers",
-        "ASTRO_TOPIC_ALERTS": "parity.alerts",
-        "ASTRO_TOPIC_DEADLETTER": "parity.deadletter",
-        # In memory, as benchmarks/alerts.py: threshold 0 stores one alert per reached pair.
-        "ASTRO_QDRANT_PATH": ":memory:",
-        "ASTRO_DATA_DIR": str(workdir / "data"),
-        "ASTRO_ROLES": "embed,alerts,api",
-        "ASTRO_BATCH_WINDOW_MS": "200",
-        "ASTRO_BACKEND": backend.split("#")[0],
-    }
+    extra_env = {"ASTRO_BACKEND": backend.split("#")[0]}
     if sparse_limit is not None:
-        env["ASTRO_ALERT_SPARSE_LIMIT"] = str(sparse_limit)
-    settings = load_settings(kafka_url=broker.url, topic_papers="parity.papers")
-
-    def publish(ids: list[str]) -> None:
-        async def go() -> None:
-            async with Publisher(settings) as publisher:
-                await publisher.publish_papers([Paper.model_validate(ev.papers[i]) for i in ids])
-
-        asyncio.run(go())
-
-    worker = WorkerProcess(env, workdir / "worker.log")
-    timings: dict[str, float] = {}
-    try:
-        t0 = time.perf_counter()
-        worker.start(ready_timeout=600)
-        timings["start_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        publish(seeds)
-        worker.wait_for(lambda b: b["papers"] >= len(seeds), timeout=1800)
-        timings["seeds_s"] = time.perf_counter() - t0
-        print(f"  [{backend}] indexed {len(seeds)} seeds in {timings['seeds_s']:.0f}s", flush=True)
-        sub_ids = []
-        for s in ev.subscriptions:
-            status, body = worker.request(
-                "POST", "/subscriptions", {"name": s.author, "arxiv_ids": s.seeds, "threshold": 0}
-            )
-            if status != 201:
-                raise RuntimeError(f"POST /subscriptions: {status} {body}")
-            sub_ids.append(body["id"])
-        t0 = time.perf_counter()
-        publish(ev.candidates)
-        total = len(seeds) + len(ev.candidates)
-        worker.wait_for(lambda b: b["papers"] >= total, timeout=3600)
-        timings["candidates_s"] = time.perf_counter() - t0
-        print(
-            f"  [{backend}] indexed and matched {len(ev.candidates)} candidates in "
-            f"{timings['candidates_s']:.0f}s",
-            flush=True,
-        )
-        rankings = []
-        for sub_id in sub_ids:
-            status, body = worker.get(f"/subscriptions/{sub_id}/alerts?sort=relevance&limit={k}")
-            if status != 200:
-                raise RuntimeError(f"GET alerts: {status} {body}")
-            rankings.append([a["arxiv_id"] for a in body["alerts"]])
+        extra_env["ASTRO_ALERT_SPARSE_LIMIT"] = str(sparse_limit)
+    print(f"  [{backend}]", flush=True)
+    with subscribed_stack(ev, workdir, prefix="parity", extra_env=extra_env) as (
+        worker,
+        broker,
+        sub_ids,
+        timings,
+    ):
+        rankings = read_rankings(worker, sub_ids, k)
         published = int(worker.metric("astrostream_alerts_total"))
         model_version = worker.get("/stats")[1].get("model_version")
         searches = []
@@ -218,9 +164,6 @@ def run_backend(
             "search": searches,
             "timings": timings,
         }
-    finally:
-        worker.stop()
-        broker.stop()
 
 
 def _query(text: str, limit: int) -> str:
@@ -329,17 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rows = load(args.data)
-    ev = build_evaluation(
-        rows,
-        subscriptions=args.subscriptions,
-        candidates=args.candidates,
-        cutoff=args.cutoff,
-        max_authors=args.max_authors,
-        max_seeds=args.max_seeds,
-        max_relevant=args.max_relevant,
-        seed=args.seed,
-        split=args.split,
-    )
+    ev = evaluation_from(args, rows)
     seeds = {x for s in ev.subscriptions for x in s.seeds}
     print(
         f"{args.split} split: {len(ev.subscriptions)} subscriptions ({len(seeds)} seed papers), "

@@ -260,17 +260,7 @@ def by_reference(scores: np.ndarray, stats: np.ndarray) -> np.ndarray:
 def against_default(args: argparse.Namespace, weights: list[float], scales: list[float]) -> None:
     """The static channel against the default per-subscription model (see the docstring)."""
     started = time.perf_counter()
-    ev = alerts.build_evaluation(
-        alerts.load(args.data),
-        subscriptions=args.subscriptions,
-        candidates=args.candidates,
-        cutoff=args.cutoff,
-        max_authors=args.max_authors,
-        max_seeds=args.max_seeds,
-        max_relevant=args.max_relevant,
-        seed=args.seed,
-        split=args.split,
-    )
+    ev = alerts.evaluation_from(args)
     base = Default(ev, args.cutoff, args.reservoir, args.seed)
     ids = sorted({*paper_ids(ev), *base.negatives, *base.reference})
     print(
@@ -394,17 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    ev = alerts.build_evaluation(
-        alerts.load(args.data),
-        subscriptions=args.subscriptions,
-        candidates=args.candidates,
-        cutoff=args.cutoff,
-        max_authors=args.max_authors,
-        max_seeds=args.max_seeds,
-        max_relevant=args.max_relevant,
-        seed=args.seed,
-        split=args.split,
-    )
+    ev = alerts.evaluation_from(args)
     print(
         f"split {args.split}: {len(ev.subscriptions)} subscriptions, {len(ev.candidates)} "
         f"candidates from {args.cutoff} on, {len(paper_ids(ev))} papers to embed",

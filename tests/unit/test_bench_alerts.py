@@ -85,7 +85,12 @@ def test_offline_report_has_the_baselines_the_calibration_and_the_feedback_curve
     argv = ["--data", str(path), "--offline", "--candidates", "60", "--reservoir", "20"]
     assert bench.main([*argv, "--calibration", "--feedback-curve"]) == 0
     out = capsys.readouterr().out
-    for name in ("centroid (the previous default)", "arxiv-sanity-lite exemplar SVM"):
+    for name in (
+        "default: SVM 0.85 + centroid (C 0.1) + static dense 0.4",  # what the worker ranks by
+        "SVM 0.85 + centroid (C 0.1), no dense channel",
+        "centroid (the previous default)",
+        "arxiv-sanity-lite exemplar SVM",
+    ):
         assert any(line.startswith(name) for line in out.splitlines()), out
     assert "ours - arxiv-sanity-lite exemplar SVM: nDCG" in out
     levels = [x for x in out.splitlines() if x.strip().startswith(">= 0.990")]
