@@ -340,6 +340,24 @@ def run_stack(ev: Evaluation, workdir: Path, k: int) -> tuple[list[list[str]], f
         return rankings, per_batch
 
 
+def add_evaluation_arguments(
+    parser: argparse.ArgumentParser, *, subscriptions: int, candidates: int, split: str
+) -> None:
+    """The options :func:`evaluation_from` reads (and ``--k``), with each driver's sizes."""
+    parser.add_argument("--data", type=Path, default=DATA, help="astro-ph JSONL(.gz) with authors")
+    parser.add_argument("--subscriptions", type=int, default=subscriptions)
+    parser.add_argument("--candidates", type=int, default=candidates)
+    parser.add_argument(
+        "--split", choices=("test", "dev"), default=split, help="half of the authors to use"
+    )
+    parser.add_argument("--cutoff", default="2025-12-01", help="seeds before, relevant on/after")
+    parser.add_argument("--max-authors", type=int, default=25, help="skip papers with more authors")
+    parser.add_argument("--max-seeds", type=int, default=3, help="latest seed papers per author")
+    parser.add_argument("--max-relevant", type=int, default=10)
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=42)
+
+
 def evaluation_from(
     args: argparse.Namespace, rows: list[dict[str, Any]] | None = None
 ) -> Evaluation:
@@ -823,18 +841,7 @@ def offline_results(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA, help="astro-ph JSONL(.gz) with authors")
-    parser.add_argument("--subscriptions", type=int, default=100)
-    parser.add_argument("--candidates", type=int, default=400)
-    parser.add_argument(
-        "--split", choices=("test", "dev"), default="test", help="half of the authors to use"
-    )
-    parser.add_argument("--cutoff", default="2025-12-01", help="seeds before, relevant on/after")
-    parser.add_argument("--max-authors", type=int, default=25, help="skip papers with more authors")
-    parser.add_argument("--max-seeds", type=int, default=3, help="latest seed papers per author")
-    parser.add_argument("--max-relevant", type=int, default=10)
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=42)
+    add_evaluation_arguments(parser, subscriptions=100, candidates=400, split="test")
     parser.add_argument("--workdir", type=Path, help="keep the stack's data here (default: temp)")
     parser.add_argument("--no-ablation", action="store_true", help="skip the offline ablation")
     parser.add_argument("--mix", type=float, default=model.MIX, help="share of the SVM margin")

@@ -47,8 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.alerts import (  # noqa: E402
-    DATA,
     Evaluation,
+    add_evaluation_arguments,
     evaluation_from,
     load,
     paired_ci,
@@ -253,16 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         default="torch,onnx-int8",
         help="ASTRO_BACKEND values, first = reference; NAME#2 reruns NAME",
     )
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--subscriptions", type=int, default=120)
-    parser.add_argument("--candidates", type=int, default=600)
-    parser.add_argument("--split", choices=("test", "dev"), default="dev")
-    parser.add_argument("--cutoff", default="2025-12-01")
-    parser.add_argument("--max-authors", type=int, default=25)
-    parser.add_argument("--max-seeds", type=int, default=3)
-    parser.add_argument("--max-relevant", type=int, default=10)
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=42)
+    add_evaluation_arguments(parser, subscriptions=120, candidates=600, split="dev")
     parser.add_argument("--queries", type=int, default=100, help="/search titles to compare")
     parser.add_argument(
         "--sparse-limit", type=int, help="ASTRO_ALERT_SPARSE_LIMIT (0: dense reach only)"

@@ -348,16 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", action="append", required=True, help="bundled or a directory")
     parser.add_argument("--sentences", action="store_true", help="also the sentence channel")
     parser.add_argument("--weights", default="0.1,0.2,0.3,0.4,0.5", help="dense weights to mix")
-    parser.add_argument("--data", type=Path, default=alerts.DATA)
-    parser.add_argument("--split", choices=("test", "dev"), default="dev")
-    parser.add_argument("--subscriptions", type=int, default=600)
-    parser.add_argument("--candidates", type=int, default=1400)
-    parser.add_argument("--cutoff", default="2025-12-01")
-    parser.add_argument("--max-authors", type=int, default=25)
-    parser.add_argument("--max-seeds", type=int, default=3)
-    parser.add_argument("--max-relevant", type=int, default=10)
-    parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=42)
+    alerts.add_evaluation_arguments(parser, subscriptions=600, candidates=1400, split="dev")
     parser.add_argument(
         "--cache", type=Path, help="keep whole-paper vectors here (<label>.npz) for the next run"
     )
