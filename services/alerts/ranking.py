@@ -190,10 +190,6 @@ class SubscriptionModels:
             out.setdefault(item["subscription_id"], {})[item["arxiv_id"]] = item["label"]
         return out
 
-    def _texts(self, arxiv_ids: set[str]) -> dict[str, Counter[str]]:
-        """Term counts of labelled papers, from the indexed sentences (title + text)."""
-        return {a: term_counts(text) for a, text in self._paper_texts(arxiv_ids).items()}
-
     def _paper_texts(self, arxiv_ids: set[str]) -> dict[str, str]:
         """Indexed papers' text: title and sentences, joined."""
         if not arxiv_ids:
@@ -226,9 +222,15 @@ class SubscriptionModels:
     ) -> None:
         vectors = {a: tfidf(c, corpus) for a, c in self.recent}
         wanted = {a for s in sub_ids for a in labels.get(s, {})}
-        labelled = {a: tfidf(c, corpus) for a, c in self._texts(wanted - set(vectors)).items()}
+        embed = self._dense_papers(sub_ids, metas, labels)
+        # One read of the indexed sentences for what the sample lacks: the labelled papers'
+        # terms and the dense channel's seed and relevant papers.
+        texts = self._paper_texts((wanted - set(vectors)) | (embed - set(self.dense_vectors)))
+        labelled = {
+            a: tfidf(term_counts(texts[a]), corpus) for a in wanted - set(vectors) if a in texts
+        }
         labelled.update({a: vectors[a] for a in wanted if a in vectors})
-        dense = self._dense_interests(sub_ids, metas, labels)
+        dense = self._dense_interests(sub_ids, metas, labels, embed, texts)
         points = []
         for sub_id in sub_ids:
             meta = metas[sub_id]
@@ -247,10 +249,9 @@ class SubscriptionModels:
                 if lab == "not_relevant" and a in labelled
             ]
             negatives = [v for a, v in vectors.items() if a not in skip and not is_reference(a)]
-            reference = [v for a, v in vectors.items() if a not in skip and is_reference(a)]
-            dense_reference = [
-                self.dense_vectors.get(a) for a in vectors if a not in skip and is_reference(a)
-            ]
+            reference_ids = [a for a in vectors if a not in skip and is_reference(a)]
+            reference = [vectors[a] for a in reference_ids]
+            dense_reference = [self.dense_vectors.get(a) for a in reference_ids]
             dense_positives = dense.get(sub_id, [])
             if any(v is None for v in dense_reference):
                 dense_positives = []  # a sample paper without its vector: lexical only
@@ -278,17 +279,17 @@ class SubscriptionModels:
         self.store.client.upsert(self.name, points, wait=True)
         log.info("fitted %d subscription models", len(points))
 
-    def _dense_interests(
+    def _dense_papers(
         self,
         sub_ids: list[str],
         metas: Mapping[str, SubscriptionMeta],
         labels: dict[str, dict[str, str]],
-    ) -> dict[str, list[np.ndarray]]:
-        """Each subscription's dense positives: its queries' and seed papers' vectors and those
-        of the papers marked relevant (each counts 1; not-relevant marks are not used here)."""
+    ) -> set[str]:
+        """The papers whose vectors the dense positives need: seeds and papers marked relevant
+        (none without a dense channel)."""
         if self.dense is None:
-            return {}
-        papers = {
+            return set()
+        return {
             a
             for s in sub_ids
             for a in [
@@ -296,10 +297,24 @@ class SubscriptionModels:
                 *(a for a, lab in labels.get(s, {}).items() if lab == "relevant"),
             ]
         }
+
+    def _dense_interests(
+        self,
+        sub_ids: list[str],
+        metas: Mapping[str, SubscriptionMeta],
+        labels: dict[str, dict[str, str]],
+        papers: set[str],
+        texts: Mapping[str, str],
+    ) -> dict[str, list[np.ndarray]]:
+        """Each subscription's dense positives: its queries' and seed papers' vectors and those
+        of the papers marked relevant (each counts 1; not-relevant marks are not used here).
+        ``papers``: :meth:`_dense_papers`; ``texts``: the indexed text of those not sampled."""
+        if self.dense is None:
+            return {}
         known = {a: v for a in papers if (v := self.dense_vectors.get(a)) is not None}
-        texts = self._paper_texts(papers - set(known))
-        if texts:
-            known.update(zip(texts, self.dense.papers(list(texts.values())), strict=True))
+        unseen = {a: texts[a] for a in papers - set(known) if a in texts}
+        if unseen:
+            known.update(zip(unseen, self.dense.papers(list(unseen.values())), strict=True))
         out: dict[str, list[np.ndarray]] = {}
         for sub_id in sub_ids:
             meta = metas[sub_id]
