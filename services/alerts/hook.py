@@ -168,12 +168,14 @@ class AlertMatcher:
         if not self._bootstrapped:
             await self._bootstrap({p.paper.arxiv_id for p in papers})
         counts = []
+        observed = []
         for item in papers:
             text = " ".join([item.paper.title, *item.sentences])
             terms = term_counts(text)
             self.corpus.add(terms)
-            self.models.observe(item.paper.arxiv_id, terms, text)
+            observed.append((item.paper.arxiv_id, terms, text))
             counts.append(terms)
+        self.models.observe_all(observed)
         await self._refresh_authors()
         if not self._authors and not await self._call(self._any_interests):
             return []  # no subscriptions: skip the searches (costly in local mode)
@@ -486,11 +488,13 @@ class AlertMatcher:
 
         started = time.perf_counter()
         docs = await self._call(scan)
+        observed = []
         for arxiv_id, parts in docs.items():
             text = " ".join(parts)
             terms = term_counts(text)
             self.corpus.add(terms)
-            self.models.observe(arxiv_id, terms, text)
+            observed.append((arxiv_id, terms, text))
+        self.models.observe_all(observed)
         self._bootstrapped = True
         log.info(
             "alert IDF seeded from %d indexed papers in %.1fs",

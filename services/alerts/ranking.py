@@ -26,7 +26,7 @@ import logging
 import uuid
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from prometheus_client import Counter as PromCounter
@@ -104,12 +104,22 @@ class SubscriptionModels:
     def observe(self, arxiv_id: str, counts: Counter[str], text: str | None = None) -> None:
         """A paper was indexed: it joins the sample (the oldest one leaves). ``text``: what
         ``counts`` were counted from, for the dense channel."""
-        self.recent.append((arxiv_id, counts))
-        if self.dense is not None and text is not None:
-            self.dense_vectors[arxiv_id] = self.dense.papers([text])[0]
-            if len(self.dense_vectors) > 2 * (self.recent.maxlen or 0):
-                kept = {a for a, _ in self.recent}
-                self.dense_vectors = {a: v for a, v in self.dense_vectors.items() if a in kept}
+        self.observe_all([(arxiv_id, counts, text)])
+
+    def observe_all(self, papers: Sequence[tuple[str, Counter[str], str | None]]) -> None:
+        """:meth:`observe` for several papers, their dense vectors in one tokenizer call."""
+        for arxiv_id, counts, _ in papers:
+            self.recent.append((arxiv_id, counts))
+        if self.dense is None:
+            return
+        texts = {a: text for a, _, text in papers if text is not None}
+        if texts:
+            self.dense_vectors.update(
+                zip(texts, self.dense.papers(list(texts.values())), strict=True)
+            )
+        if len(self.dense_vectors) > 2 * (self.recent.maxlen or 0):
+            kept = {a for a, _ in self.recent}
+            self.dense_vectors = {a: v for a, v in self.dense_vectors.items() if a in kept}
 
     def dense_of(self, arxiv_id: str) -> np.ndarray | None:
         """A sample paper's dense vector (None without a dense channel)."""
