@@ -178,6 +178,15 @@ def latest_per_paper(items: Sequence[tuple[RawRecord, Paper]]) -> list[tuple[Raw
     return list(best.values())
 
 
+def model_texts(papers: Sequence[tuple[Paper, list[tuple[str, str]]]]) -> list[str]:
+    """What the encoder sees for papers and their splits: each normalised title, then its
+    sentences' model texts (the row order of :func:`~services.embed.points.build_points`)."""
+    return texts_of(
+        [normalise(paper.title) for paper, _ in papers],
+        [[model_text for _, model_text in split] for _, split in papers],
+    )
+
+
 def sentence_payload(paper: Paper, index: int, text: str, model_version: str) -> dict[str, Any]:
     return {
         **paper_payload(paper, model_version),
@@ -344,16 +353,15 @@ class EmbedPipeline:
         t0 = time.perf_counter()
         if early and self._speculate and len(items) > 1:
             row = 0
-            titles, bodies = [], []
+            split_papers = []
             for _, paper in items:
                 split = splits[id(paper)]
                 if split:
                     early_rows[id(paper)] = slice(row, row + 1 + len(split))
                     row += 1 + len(split)
-                    titles.append(normalise(paper.title))
-                    bodies.append([model_text for _, model_text in split])
-            if titles:
-                encoding = asyncio.ensure_future(self.encoder.aencode(texts_of(titles, bodies)))
+                    split_papers.append((paper, split))
+            if split_papers:
+                encoding = asyncio.ensure_future(self.encoder.aencode(model_texts(split_papers)))
         try:
             if encoding is not None:
                 await asyncio.sleep(0)  # the encode is on its thread before the lookup queues
@@ -424,10 +432,7 @@ class EmbedPipeline:
                 vectors = np.concatenate([encoded[r] for r in rows])
                 texts = sum(r.stop - r.start for r in rows)
             else:
-                batch = texts_of(
-                    [normalise(paper.title) for _, paper, _, _ in plans],
-                    [[model_text for _, model_text in sentences] for _, _, sentences, _ in plans],
-                )
+                batch = model_texts([(paper, sentences) for _, paper, sentences, _ in plans])
                 t0 = time.perf_counter()
                 vectors = await self.encoder.aencode(batch)
                 texts = len(batch)
