@@ -64,11 +64,10 @@ def export(model_dir: Path, papers: Path, out: Path, name: str | None = None) ->
     q, scale = quantise(table[ids].astype(np.float32))
     args = json.loads((model_dir / "train_args.json").read_text(encoding="utf-8"))
     name = name or f"{args.get('name', model_dir.name)}-{args.get('version', '')}".rstrip("-")
+    stem = out / str(args.get("name", name))  # the files: <stem>.npz, .tokenizer.json.gz, .json
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / f"{args.get('name', name)}.npz", ids=ids, rows=q, scales=scale)
-    with gzip.open(
-        out / f"{args.get('name', name)}.tokenizer.json.gz", "wt", encoding="utf-8"
-    ) as f:
+    np.savez_compressed(f"{stem}.npz", ids=ids, rows=q, scales=scale)
+    with gzip.open(f"{stem}.tokenizer.json.gz", "wt", encoding="utf-8") as f:
         f.write(tokenizer_text)
     meta = {
         "format": FORMAT,
@@ -85,9 +84,7 @@ def export(model_dir: Path, papers: Path, out: Path, name: str | None = None) ->
         "tokenisation": "tokenizer.json, no special tokens, no truncation (StaticEmbedding)",
         "train_args": args,
     }
-    (out / f"{args.get('name', name)}.json").write_text(
-        json.dumps(meta, indent=2) + "\n", encoding="utf-8"
-    )
+    Path(f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
 
 
