@@ -118,3 +118,27 @@ class ServedArxiv:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+AUTHORED_TOPICS = ["pulsar timing", "galaxy cluster lensing", "exoplanet transit", "dust grain"]
+
+
+def authored_papers() -> list[dict[str, object]]:
+    """40 authors, one per group, each with four papers on one of four topics (two before
+    the alerts benchmark's 2025-12-01 cut-off, two after): a tiny evaluation for it."""
+    out = []
+    for a in range(40):
+        topic = AUTHORED_TOPICS[a % len(AUTHORED_TOPICS)]
+        for n, day in enumerate(["2025-10-01", "2025-11-01", "2025-12-05", "2026-01-10"]):
+            out.append(
+                {
+                    "arxiv_id": f"2510.{a:03d}{n}",
+                    "version": 1,
+                    "announced": day,
+                    "title": f"{topic} study {n} by group {a}",
+                    "abstract": f"We study {topic} with method{a} and survey{a}. It works well.",
+                    "authors": [f"Author {a}"],
+                    "categories": ["astro-ph.GA"],
+                }
+            )
+    return out

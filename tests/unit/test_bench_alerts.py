@@ -8,34 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import authored_papers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import alerts as bench
 
-TOPICS = ["pulsar timing", "galaxy cluster lensing", "exoplanet transit", "dust grain"]
-
-
-def rows() -> list[dict[str, object]]:
-    out = []
-    for a in range(40):
-        topic = TOPICS[a % len(TOPICS)]
-        for n, day in enumerate(["2025-10-01", "2025-11-01", "2025-12-05", "2026-01-10"]):
-            out.append(
-                {
-                    "arxiv_id": f"2510.{a:03d}{n}",
-                    "version": 1,
-                    "announced": day,
-                    "title": f"{topic} study {n} by group {a}",
-                    "abstract": f"We study {topic} with method{a} and survey{a}. It works well.",
-                    "authors": [f"Author {a}"],
-                    "categories": ["astro-ph.GA"],
-                }
-            )
-    return out
-
 
 def test_dev_and_test_halves_share_no_author() -> None:
-    data = rows()
+    data = authored_papers()
     kwargs = dict(
         subscriptions=100,
         candidates=60,
@@ -68,7 +48,7 @@ def test_offline_mode_ranks_an_authors_later_papers_first(
 ) -> None:
     path = tmp_path / "papers.jsonl.gz"
     with gzip.open(path, "wt") as handle:
-        handle.write("\n".join(json.dumps(r) for r in rows()) + "\n")
+        handle.write("\n".join(json.dumps(r) for r in authored_papers()) + "\n")
     assert bench.main(["--data", str(path), "--offline", "--candidates", "60"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("default:"))
@@ -81,7 +61,7 @@ def test_offline_report_has_the_baselines_the_calibration_and_the_feedback_curve
 ) -> None:
     path = tmp_path / "papers.jsonl.gz"
     with gzip.open(path, "wt") as handle:
-        handle.write("\n".join(json.dumps(r) for r in rows()) + "\n")
+        handle.write("\n".join(json.dumps(r) for r in authored_papers()) + "\n")
     argv = ["--data", str(path), "--offline", "--candidates", "60", "--reservoir", "20"]
     assert bench.main([*argv, "--calibration", "--feedback-curve"]) == 0
     out = capsys.readouterr().out

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+from helpers import authored_papers
 
 from benchmarks import static_dense as bench
 
 alerts = bench.alerts
-TOPICS = ["pulsar timing", "galaxy cluster lensing", "exoplanet transit", "dust grain"]
 
 
 def evaluation() -> alerts.Evaluation:
-    rows = []
-    for a in range(40):
-        topic = TOPICS[a % len(TOPICS)]
-        for n, day in enumerate(["2025-10-01", "2025-11-01", "2025-12-05", "2026-01-10"]):
-            rows.append(
-                {
-                    "arxiv_id": f"2510.{a:03d}{n}",
-                    "announced": day,
-                    "title": f"{topic} study {n} by group {a}",
-                    "abstract": f"We study {topic} with method{a} and survey{a}. It works well.",
-                    "authors": [f"Author {a}"],
-                }
-            )
+    rows = authored_papers()
     return alerts.build_evaluation(
         rows,
         subscriptions=10,
