@@ -453,15 +453,17 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for ax, key in zip(axes[0], panels, strict=True):
         if key == "pipeline":
             rows = result["pipeline"]["bare"]
-            labels = [f"{r['encoder']}\nbatch {r['batch']}" for r in rows] + [
-                "pipeline\n(make run)"
+            labels = [f"{r['encoder']}, batch {r['batch']}" for r in rows] + [
+                "full pipeline (make run)"
             ]
             rates = [r["sentences_per_s"] for r in rows] + [
                 result["pipeline"]["run"]["sentences_per_s"]
             ]
-            ax.bar(range(len(rates)), rates)
-            ax.set_xticks(range(len(rates)), labels, fontsize=7)
-            ax.set(ylabel="sentences/s", title="bare encode vs full pipeline")
+            # Horizontal bars: the encoders' names are too long to sit side by side.
+            ax.barh(range(len(rates)), rates, color=["C0"] * len(rows) + ["C1"])
+            ax.set_yticks(range(len(rates)), labels, fontsize=8)
+            ax.invert_yaxis()
+            ax.set(xlabel="sentences/s", title="bare encode vs full pipeline")
         elif key == "encode":
             for backend in BACKENDS:
                 rows = [r for r in result["encode"] if r["backend"] == backend]
