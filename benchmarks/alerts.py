@@ -517,6 +517,34 @@ def fit_and_score(
 ) -> tuple[np.ndarray, Any]:
     """With ``dense`` (the shipped static model's vectors) the model has the worker's dense
     channel at ``dense.weight``; ``cand_ids`` are then the ids of ``cand``'s rows."""
+    fitted = fit_model(
+        lex,
+        positives,
+        negatives,
+        reference,
+        mix=mix,
+        c=c,
+        extra_pos=extra_pos,
+        extra_neg=extra_neg,
+        dense=dense,
+    )
+    return score_all(fitted, lex, cand, dense, cand_ids), fitted
+
+
+def fit_model(
+    lex: Lexical,
+    positives: Sequence[str],
+    negatives: Sequence[str],
+    reference: Sequence[str],
+    *,
+    mix: float,
+    c: float,
+    extra_pos: Sequence[str] = (),
+    extra_neg: Sequence[str] = (),
+    dense: Dense | None = None,
+) -> Any:
+    """``services.alerts.model.fit`` as the service calls it, from paper ids (labelled papers
+    leave the negative and reference samples)."""
     from services.alerts import model as submodel
 
     labelled = {*positives, *extra_pos, *extra_neg}
@@ -528,7 +556,7 @@ def fit_and_score(
             "dense_reference": [dense.vectors[x] for x in kept_reference],
             "dense_weight": dense.weight,
         }
-    fitted = submodel.fit(
+    return submodel.fit(
         [lex.vectors[x] for x in positives],
         [lex.vectors[x] for x in negatives if x not in labelled],
         [lex.vectors[x] for x in kept_reference],
@@ -538,16 +566,25 @@ def fit_and_score(
         c=c,
         **channel,
     )
+
+
+def score_all(
+    fitted: Any,
+    lex: Lexical,
+    cand: sparse.csr_matrix,
+    dense: Dense | None = None,
+    cand_ids: Sequence[str] = (),
+) -> np.ndarray:
+    """``SubscriptionModel.score`` of every row of ``cand``, in a few products."""
     margin = cand @ lex.dense(fitted.weights) + fitted.bias
     cos = cand @ lex.dense(fitted.centre)
     (mm, ms), (cm, cs) = fitted.margin_stats, fitted.cosine_stats
     scores = fitted.mix * (margin - mm) / ms + (1 - fitted.mix) * (cos - cm) / cs
     if dense is not None and fitted.dense_centre is not None and fitted.dense_weight:
-        # SubscriptionModel.score, vectorised over the candidates
         w, (lm, ls), (dm, ds) = fitted.dense_weight, fitted.lexical_stats, fitted.dense_stats
         dense_cos = dense.matrix(cand_ids) @ fitted.dense_centre
         scores = (1 - w) * (scores - lm) / ls + w * (dense_cos - dm) / ds
-    return scores, fitted
+    return np.asarray(scores)
 
 
 def calibration(
@@ -685,26 +722,9 @@ def feedback_curve(
         pos: list[str] = []
         neg: list[str] = []
         for w in range(weeks + 1):
-            if w in checkpoints:
-                scores = model_scores(
-                    lex,
-                    later_m,
-                    s.seeds,
-                    negatives,
-                    reference,
-                    mix=mix,
-                    c=c,
-                    extra_pos=pos,
-                    extra_neg=neg,
-                    dense=dense,
-                    cand_ids=later,
-                )
-                curve[checkpoints[w]].append(ndcg(rank_scores(later, scores), target, k))
-            if w == weeks:
-                break
-            scores = model_scores(
+            # one fit per week: it ranks the later weeks (at a checkpoint) and this week
+            fitted = fit_model(
                 lex,
-                mats[w],
                 s.seeds,
                 negatives,
                 reference,
@@ -713,8 +733,13 @@ def feedback_curve(
                 extra_pos=pos,
                 extra_neg=neg,
                 dense=dense,
-                cand_ids=by_week[w],
             )
+            if w in checkpoints:
+                scores = score_all(fitted, lex, later_m, dense, later)
+                curve[checkpoints[w]].append(ndcg(rank_scores(later, scores), target, k))
+            if w == weeks:
+                break
+            scores = score_all(fitted, lex, mats[w], dense, by_week[w])
             for i in rank_scores(by_week[w], scores)[:per_week]:
                 (pos if i in s.relevant else neg).append(i)
     return {n: np.array(v) for n, v in curve.items()}
