@@ -613,6 +613,29 @@ def rank_scores(candidates: list[str], scores: np.ndarray) -> list[str]:
     return [candidates[i] for i in order]
 
 
+_TASK: list[Callable[[Any], Any]] = []
+
+
+def _run_task(item: Any) -> Any:
+    return _TASK[0](item)
+
+
+def each(fn: Callable[[Any], Any], items: Sequence[Any], jobs: int = 1) -> list[Any]:
+    """``[fn(x) for x in items]``, in ``jobs`` forked processes when that is more than one
+    (each subscription's fits are independent; ``fn`` may be a closure: the children inherit
+    it). Results keep the order of ``items``."""
+    if jobs <= 1 or len(items) < 2:
+        return [fn(x) for x in items]
+    import multiprocessing
+
+    _TASK[:] = [fn]
+    try:
+        with multiprocessing.get_context("fork").Pool(min(jobs, len(items))) as pool:
+            return pool.map(_run_task, items, chunksize=max(1, len(items) // (8 * jobs)))
+    finally:
+        _TASK.clear()
+
+
 def model_rankings(
     ev: Evaluation,
     lex: Lexical,
@@ -621,28 +644,28 @@ def model_rankings(
     mix: float,
     c: float,
     dense: Dense | None = None,
+    jobs: int = 1,
 ) -> list[list[str]]:
     cand = lex.matrix(ev.candidates)
-    return [
-        rank_scores(
-            ev.candidates,
-            model_scores(
-                lex,
-                cand,
-                s.seeds,
-                negatives,
-                reference,
-                mix=mix,
-                c=c,
-                dense=dense,
-                cand_ids=ev.candidates,
-            ),
+
+    def one(s: Subscription) -> list[str]:
+        scores = model_scores(
+            lex,
+            cand,
+            s.seeds,
+            negatives,
+            reference,
+            mix=mix,
+            c=c,
+            dense=dense,
+            cand_ids=ev.candidates,
         )
-        for s in ev.subscriptions
-    ]
+        return rank_scores(ev.candidates, scores)
+
+    return each(one, ev.subscriptions, jobs)
 
 
-def sanity_svm(ev: Evaluation, corpus: list[dict[str, Any]]) -> list[list[str]]:
+def sanity_svm(ev: Evaluation, corpus: list[dict[str, Any]], jobs: int = 1) -> list[list[str]]:
     """arxiv-sanity-lite's exemplar SVM with its own vectoriser (compute.py / serve.py):
     TfidfVectorizer(english stop words, 1-2 grams, 20k features, min_df 5, max_df 0.1,
     sublinear tf, l2) fit on the corpus; per user a LinearSVC(C 0.1, balanced classes) with
@@ -674,15 +697,15 @@ def sanity_svm(ev: Evaluation, corpus: list[dict[str, Any]]) -> list[list[str]]:
     x = vectoriser.transform([text_of(ev.papers[i]) for i in db])
     row = {i: n for n, i in enumerate(db)}
     cand_rows = [row[c] for c in ev.candidates]
-    rankings = []
-    for s in ev.subscriptions:
+
+    def one(s: Subscription) -> list[str]:
         y = np.zeros(len(db))
         y[[row[i] for i in s.seeds]] = 1
         clf = LinearSVC(class_weight="balanced", verbose=False, max_iter=10000, tol=1e-6, C=0.1)
         clf.fit(x, y)
-        scores = clf.decision_function(x)[cand_rows]
-        rankings.append(rank_scores(ev.candidates, scores))
-    return rankings
+        return rank_scores(ev.candidates, clf.decision_function(x)[cand_rows])
+
+    return each(one, ev.subscriptions, jobs)
 
 
 def feedback_curve(
@@ -698,6 +721,7 @@ def feedback_curve(
     per_week: int = 5,
     weeks: int = 4,
     dense: Dense | None = None,
+    jobs: int = 1,
 ) -> dict[int, np.ndarray]:
     """A reader who, after each simulated week, labels the top ``per_week`` alerts of that
     week by ground truth (relevant → positive, else negative). nDCG@k on the candidates of
@@ -714,11 +738,12 @@ def feedback_curve(
     mats = [lex.matrix(ids) for ids in by_week]
     later_m = lex.matrix(later)
     checkpoints = {0: 0, 1: per_week, 2: 2 * per_week, 4: 4 * per_week}
-    curve: dict[int, list[float]] = {n: [] for n in checkpoints.values()}
-    for s in ev.subscriptions:
+
+    def one(s: Subscription) -> list[float] | None:
         target = s.relevant & set(later)
         if not target:
-            continue
+            return None
+        points: list[float] = []
         pos: list[str] = []
         neg: list[str] = []
         for w in range(weeks + 1):
@@ -736,13 +761,18 @@ def feedback_curve(
             )
             if w in checkpoints:
                 scores = score_all(fitted, lex, later_m, dense, later)
-                curve[checkpoints[w]].append(ndcg(rank_scores(later, scores), target, k))
+                points.append(ndcg(rank_scores(later, scores), target, k))
             if w == weeks:
                 break
             scores = score_all(fitted, lex, mats[w], dense, by_week[w])
             for i in rank_scores(by_week[w], scores)[:per_week]:
                 (pos if i in s.relevant else neg).append(i)
-    return {n: np.array(v) for n, v in curve.items()}
+        return points
+
+    rows = [r for r in each(one, ev.subscriptions, jobs) if r is not None]
+    return {
+        n: np.array([r[j] for r in rows], dtype=float) for j, n in enumerate(checkpoints.values())
+    }
 
 
 def ablation(ev: Evaluation, encoder: Any) -> dict[str, list[list[str]]]:
@@ -845,15 +875,15 @@ def offline_results(
         dense = offline_dense(ev, args)
         results[
             f"default: SVM {args.mix} + centroid (C {args.c}) + static dense {args.dense_weight}"
-        ] = model_rankings(ev, lex, negatives, reference, args.mix, args.c, dense)
+        ] = model_rankings(ev, lex, negatives, reference, args.mix, args.c, dense, args.jobs)
     results |= {
         f"SVM {args.mix} + centroid (C {args.c}), no dense channel": model_rankings(
-            ev, lex, negatives, reference, args.mix, args.c
+            ev, lex, negatives, reference, args.mix, args.c, jobs=args.jobs
         ),
         "centroid (the previous default)": model_rankings(
-            ev, lex, negatives, reference, 0.0, args.c
+            ev, lex, negatives, reference, 0.0, args.c, jobs=args.jobs
         ),
-        "arxiv-sanity-lite exemplar SVM": sanity_svm(ev, rows),
+        "arxiv-sanity-lite exemplar SVM": sanity_svm(ev, rows, args.jobs),
         "TF-IDF centroid (arxiv-sanity vectoriser)": tfidf_baseline(ev, rows),
     }
     if args.embeddings:
@@ -882,6 +912,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--calibration", action="store_true", help="relevance levels")
     parser.add_argument("--feedback-curve", action="store_true", help="simulate a labelling reader")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="processes for the per-subscription fits (default: the CPUs this process may use)",
+    )
     parser.add_argument(
         "--embeddings", action="store_true", help="offline: add whole-abstract embeddings"
     )
@@ -926,6 +962,7 @@ def main(argv: list[str] | None = None) -> int:
                 c=args.c,
                 k=k,
                 dense=offline_dense(ev, args) if args.dense_weight > 0 else None,
+                jobs=args.jobs,
             )
             print(f"\nfeedback curve: nDCG@{k} of the weeks after 4 labelling weeks")
             base = curve[0]
@@ -957,9 +994,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "astrostream alerts (API, sort=relevance)": ours,
         "centroid (the previous default), offline": model_rankings(
-            ev, lex, negatives, reference, 0.0, args.c
+            ev, lex, negatives, reference, 0.0, args.c, jobs=args.jobs
         ),
-        "arxiv-sanity-lite exemplar SVM": sanity_svm(ev, rows),
+        "arxiv-sanity-lite exemplar SVM": sanity_svm(ev, rows, args.jobs),
         "TF-IDF baseline (arxiv-sanity)": tfidf,
         "whole-abstract embedding": whole,
     }

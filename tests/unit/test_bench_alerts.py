@@ -83,3 +83,26 @@ def test_offline_report_has_the_baselines_the_calibration_and_the_feedback_curve
     assert set(curve) == {0, 5, 10, 20}
     assert all(0 <= v <= 1 for v in curve.values())
     assert curve[20] >= curve[0]  # labels of an author's own later papers only help
+
+
+def test_forked_jobs_give_the_same_report_as_one_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "papers.jsonl.gz"
+    with gzip.open(path, "wt") as handle:
+        handle.write("\n".join(json.dumps(r) for r in authored_papers()) + "\n")
+    argv = ["--data", str(path), "--offline", "--candidates", "60", "--reservoir", "20"]
+    reports = []
+    for jobs in ("1", "2"):
+        assert bench.main([*argv, "--feedback-curve", "--jobs", jobs]) == 0
+        out = capsys.readouterr().out
+        reports.append([x for x in out.splitlines() if not x.startswith("total ")])
+    assert any("20 labels:" in x for x in reports[0])
+    assert reports[0] == reports[1]
+
+
+def test_each_keeps_the_order_of_its_items() -> None:
+    offset = 7  # a closure: the forked children inherit it
+    assert bench.each(lambda x: x * x + offset, list(range(50)), jobs=2) == [
+        x * x + offset for x in range(50)
+    ]
