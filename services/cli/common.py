@@ -28,8 +28,13 @@ def api_request(
     path: str,
     body: Any = None,
     params: dict[str, Any] | None = None,
+    owner_key: str | None = None,
 ) -> Any:
-    """Call the running API; raise a ClickException with its JSON error message."""
+    """Call the running API; raise a ClickException with its JSON error message.
+
+    ``owner_key``: act for the owner of that key (a web page's key): with the operator token
+    as ``X-Owner``, without one as the bearer secret itself.
+    """
     query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
     url = f"{settings.http_base}{path}" + (f"?{query}" if query else "")
     data = json.dumps(body).encode() if body is not None else None
@@ -37,6 +42,10 @@ def api_request(
     token = client_token(settings)
     if token is not None:
         headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        if owner_key:
+            headers["X-Owner"] = owner_key
+    elif owner_key:
+        headers["Authorization"] = f"Bearer {owner_key}"
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

@@ -11,8 +11,14 @@ from services.alerts.calibration import strength
 from services.cli.common import api_request, settings_or_exit
 
 
-def _call(method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
-    return api_request(settings_or_exit(), method, path, body, params)
+def _call(
+    method: str,
+    path: str,
+    body: Any = None,
+    params: dict[str, Any] | None = None,
+    owner_key: str | None = None,
+) -> Any:
+    return api_request(settings_or_exit(), method, path, body, params, owner_key)
 
 
 def _echo(value: Any, as_json: bool, render: Any) -> None:
@@ -65,6 +71,13 @@ def subscribe() -> None:
 )
 @click.option("--category", "categories", multiple=True, help="Only papers in this category.")
 @click.option("--webhook", help="POST each alert to this URL (signed with HMAC-SHA256).")
+@click.option(
+    "--owner-key",
+    envvar="ASTRO_OWNER_KEY",
+    help="The key the web page showed you (or env ASTRO_OWNER_KEY): the subscription then "
+    "belongs to you and shows on your web page. Without it, one made with the operator "
+    "token belongs to no one and has no web page.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
 def add(
     name: str,
@@ -74,6 +87,7 @@ def add(
     min_relevance: float | None,
     categories: tuple[str, ...],
     webhook: str | None,
+    owner_key: str | None,
     as_json: bool,
 ) -> None:
     """Create a subscription from queries and seed papers.
@@ -97,7 +111,7 @@ def add(
         body["min_relevance"] = min_relevance
     if webhook:
         body["webhook"] = webhook
-    created = _call("POST", "/subscriptions", body)
+    created = _call("POST", "/subscriptions", body, owner_key=(owner_key or "").strip() or None)
     _echo(created, as_json, _describe)
 
 

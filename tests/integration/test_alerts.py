@@ -299,3 +299,38 @@ def test_subscribe_cli(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     removed = runner.invoke(subscribe, ["remove", sub_id])
     assert removed.exit_code == 0, removed.output
     assert stack.worker.get(f"/subscriptions/{sub_id}")[0] == 404
+
+
+def test_subscribe_cli_owner_key_gives_the_subscription_to_a_web_owner(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from services.cli.subscribe import subscribe
+
+    status, web = stack.worker.request("POST", "/subscriptions", {"queries": ["x"]}, auth=False)
+    assert status == 201, web
+    own = {"Authorization": f"Bearer {web['owner_secret']}"}
+    monkeypatch.setenv("ASTRO_API_URL", stack.worker.base)
+    monkeypatch.setenv("ASTRO_DATA_DIR", str(tmp_path))  # no api-token file here
+    runner = CliRunner()
+    made = []
+    for token in (TOKEN, None):  # with the operator token (X-Owner) and without (bearer)
+        if token:
+            monkeypatch.setenv("ASTRO_API_TOKEN", token)
+        else:
+            monkeypatch.delenv("ASTRO_API_TOKEN", raising=False)
+        added = runner.invoke(
+            subscribe,
+            ["add", "--query", "galaxy clusters", "--json"],
+            env={"ASTRO_OWNER_KEY": web["owner_secret"]},
+        )
+        assert added.exit_code == 0, added.output
+        made.append(json.loads(added.output)["id"])
+    status, listed = stack.worker.request("GET", "/subscriptions", headers=own)
+    assert status == 200
+    assert {s["id"] for s in listed["subscriptions"]} == {web["id"], *made}
+    short = runner.invoke(subscribe, ["add", "--query", "x", "--owner-key", "short"])
+    assert short.exit_code != 0 and "401" in short.output, short.output
+    for sub_id in (web["id"], *made):
+        assert stack.worker.request("DELETE", f"/subscriptions/{sub_id}", headers=own)[0] == 200
