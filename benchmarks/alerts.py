@@ -17,7 +17,7 @@ scoring variants. ``--offline`` runs the same pure model code as the service wit
 stack (minutes instead of hours; ``--embeddings`` adds the whole-abstract baseline);
 ``--calibration`` shows what each relevance level keeps; ``--feedback-curve`` simulates a
 reader who labels the top 5 alerts of each of 4 weeks and reports nDCG@20 of the later
-weeks with 0, 5, 10 and 20 labels.
+weeks with 0, 5, 10 and 20 labels; ``--fit-cost`` only times the model fit.
 
 Authors are halved by a hash of their name: tune anything on ``--split dev``, report
 ``--split test`` (the default). Qdrant runs in memory in the worker (local mode on disk
@@ -419,6 +419,17 @@ class Lexical:
         for v in self.vectors.values():
             for t in v:
                 self.vocab.setdefault(t, len(self.vocab))
+        self._sample: Any = None
+
+    @property
+    def sample(self) -> Any:
+        """Every vector as one ``services.alerts.model.Sample`` (built on first use): the fits
+        take their rows from it, as the worker's fits share the recent papers' rows."""
+        if self._sample is None:
+            from services.alerts import model as submodel
+
+            self._sample = submodel.Sample(self.vectors.values())
+        return self._sample
 
     def matrix(self, ids: Sequence[str]) -> sparse.csr_matrix:
         rows, cols, vals = [], [], []
@@ -564,6 +575,7 @@ def fit_model(
         not_relevant=[lex.vectors[x] for x in extra_neg],
         mix=mix,
         c=c,
+        sample=lex.sample,
         **channel,
     )
 
@@ -585,6 +597,59 @@ def score_all(
         dense_cos = dense.matrix(cand_ids) @ fitted.dense_centre
         scores = (1 - w) * (scores - lm) / ls + w * (dense_cos - dm) / ds
     return np.asarray(scores)
+
+
+def fit_cost(
+    ev: Evaluation,
+    lex: Lexical,
+    negatives: list[str],
+    reference: list[str],
+    *,
+    mix: float,
+    c: float,
+) -> dict[str, float]:
+    """Milliseconds a model fit takes as the worker fits it (a batch's fits share one matrix
+    of the sample's rows) and with that matrix built in each fit; both must give the same
+    model. Runs in this process only (timings)."""
+    from services.alerts import model as submodel
+
+    subs = ev.subscriptions
+    started = time.perf_counter()
+    sample = submodel.Sample([lex.vectors[x] for x in [*negatives, *reference]])
+    build_ms = (time.perf_counter() - started) * 1e3
+    shared, alone, same = [], [], 0
+    for s in subs:
+        args = (
+            [lex.vectors[x] for x in s.seeds],
+            [lex.vectors[x] for x in negatives],
+            [lex.vectors[x] for x in reference],
+        )
+        t0 = time.perf_counter()
+        a = submodel.fit(*args, mix=mix, c=c, sample=sample)
+        t1 = time.perf_counter()
+        b = submodel.fit(*args, mix=mix, c=c)
+        t2 = time.perf_counter()
+        shared.append((t1 - t0) * 1e3)
+        alone.append((t2 - t1) * 1e3)
+        same += (a.weights, a.bias, a.reference) == (b.weights, b.bias, b.reference)
+    out = {
+        "sample_build_ms": build_ms,
+        "fit_ms_shared_median": float(np.median(shared)),
+        "fit_ms_shared_p90": float(np.percentile(shared, 90)),
+        "fit_ms_alone_median": float(np.median(alone)),
+        "fit_ms_alone_p90": float(np.percentile(alone, 90)),
+        "identical_models": same,
+        "fits": len(subs),
+    }
+    print(
+        f"model fit ({len(subs)} subscriptions, {len(negatives)} negatives, {len(reference)}"
+        f" reference): {out['fit_ms_shared_median']:.1f} ms median, "
+        f"{out['fit_ms_shared_p90']:.1f} ms p90 with the batch's shared sample matrix (built"
+        f" once in {build_ms:.0f} ms); {out['fit_ms_alone_median']:.1f} / "
+        f"{out['fit_ms_alone_p90']:.1f} ms building it in each fit; identical models"
+        f" {same}/{len(subs)}"
+    )
+    return out
 
 
 def calibration(
@@ -647,6 +712,7 @@ def model_rankings(
     jobs: int = 1,
 ) -> list[list[str]]:
     cand = lex.matrix(ev.candidates)
+    lex.sample  # noqa: B018 - built once here, not in each forked process
 
     def one(s: Subscription) -> list[str]:
         scores = model_scores(
@@ -701,7 +767,9 @@ def sanity_svm(ev: Evaluation, corpus: list[dict[str, Any]], jobs: int = 1) -> l
     def one(s: Subscription) -> list[str]:
         y = np.zeros(len(db))
         y[[row[i] for i in s.seeds]] = 1
-        clf = LinearSVC(class_weight="balanced", verbose=False, max_iter=10000, tol=1e-6, C=0.1)
+        clf = LinearSVC(
+            class_weight="balanced", verbose=False, max_iter=10000, tol=1e-6, C=0.1, random_state=0
+        )
         clf.fit(x, y)
         return rank_scores(ev.candidates, clf.decision_function(x)[cand_rows])
 
@@ -738,6 +806,7 @@ def feedback_curve(
     mats = [lex.matrix(ids) for ids in by_week]
     later_m = lex.matrix(later)
     checkpoints = {0: 0, 1: per_week, 2: 2 * per_week, 4: 4 * per_week}
+    lex.sample  # noqa: B018 - built once here, not in each forked process
 
     def one(s: Subscription) -> list[float] | None:
         target = s.relevant & set(later)
@@ -913,6 +982,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", action="store_true", help="relevance levels")
     parser.add_argument("--feedback-curve", action="store_true", help="simulate a labelling reader")
     parser.add_argument(
+        "--fit-cost",
+        action="store_true",
+        help="only time the model fit (with and without the shared sample matrix)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=len(os.sched_getaffinity(0)),
@@ -940,6 +1014,11 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     k = args.k
+    if args.fit_cost:
+        negatives, reference = reservoir(ev, args.cutoff, args.reservoir, args.seed)
+        lex = offline_lexical(ev, args)
+        fit_cost(ev, lex, negatives, reference, mix=args.mix, c=args.c)
+        return 0
     if args.offline:
         # The default score without the stack: many more subscriptions in minutes (no
         # percolation cut-off, which the API run includes).

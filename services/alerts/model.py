@@ -7,7 +7,8 @@ marked ``relevant``; negatives are a sample of recently indexed papers (and the 
 update of the interests' centroid: plus the relevant papers, minus the not-relevant papers' centroid
 (:func:`rocchio`). The classifier is a linear SVM (arxiv-sanity-lite's exemplar SVM, C 0.1,
 balanced classes) fit on the matcher's own TF-IDF vectors (``services.alerts.matcher.tfidf``,
-IDF from ``CorpusStats``); it takes milliseconds for a few hundred papers.
+IDF from ``CorpusStats``); it takes ~20 ms for a few hundred papers when the fits of a batch
+share one :class:`Sample` matrix.
 
 The score of a paper is a mix of two standardised numbers, ``MIX`` of the classifier's
 margin and the rest of the TF-IDF cosine to the centroid of the positives; each is
@@ -33,7 +34,7 @@ import bisect
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,8 +205,13 @@ class SubscriptionModel:
         )
 
 
-def _matrix(vectors: Sequence[Vector], vocab: dict[str, int]) -> sparse.csr_matrix:
-    """One CSR row per vector; new terms get the next columns in order of first occurrence."""
+def _matrix(
+    vectors: Sequence[Vector], vocab: dict[str, int], *, canonical: bool = True
+) -> sparse.csr_matrix:
+    """One CSR row per vector; new terms get the next columns in order of first occurrence.
+
+    ``canonical=False`` leaves each row's entries in its vector's order (for :class:`Sample`).
+    """
     terms = [t for vector in vectors for t in vector]
     for t in dict.fromkeys(terms):
         if t not in vocab:
@@ -214,8 +220,71 @@ def _matrix(vectors: Sequence[Vector], vocab: dict[str, int]) -> sparse.csr_matr
     cols = np.fromiter(map(vocab.__getitem__, terms), np.int64, len(terms))
     indptr = np.r_[0, np.cumsum([len(vector) for vector in vectors], dtype=np.int64)]
     x = sparse.csr_matrix((vals, cols, indptr), shape=(len(vectors), max(1, len(vocab))))
-    x.sort_indices()  # canonical, as the COO-built matrix was
+    if canonical:
+        x.sort_indices()  # canonical, as the COO-built matrix was
     return x
+
+
+class Sample:
+    """Vectors many fits share (the recent papers: negatives and reference), as one CSR matrix
+    built once. :func:`fit` with ``sample=`` takes the rows of these very vector objects from
+    it instead of building them again: the same matrix (same columns in the same order, same
+    values), so exactly the same model, at a fraction of the cost (building the matrix is
+    most of a fit; ``benchmarks/alerts.py --fit-cost``).
+    """
+
+    def __init__(self, vectors: Iterable[Vector]) -> None:
+        self.vectors = list(vectors)  # held, so the ids below stay theirs
+        self.rows = {id(v): r for r, v in enumerate(self.vectors)}
+        self.vocab: dict[str, int] = {}
+        self.x = _matrix(self.vectors, self.vocab, canonical=False)
+        self.terms = np.array(list(self.vocab), dtype=object)
+
+    def matrix(self, vectors: Sequence[Vector]) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """What ``_matrix(vectors, {})`` builds, and its columns' terms."""
+        known = len(self.vocab)
+        extra: dict[str, int] = {}  # terms of vectors from outside, not in the sample
+        cols: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
+        run: list[int] = []
+
+        def flush() -> None:
+            if run:
+                part = self.x[np.asarray(run)]  # row order kept, entries in vector order
+                cols.append(part.indices.astype(np.int64, copy=False))
+                vals.append(part.data)
+                lengths.append(np.diff(part.indptr))
+                run.clear()
+
+        for vector in vectors:
+            row = self.rows.get(id(vector))
+            if row is not None:
+                run.append(row)
+                continue
+            flush()
+            ids = [
+                self.vocab[t] if t in self.vocab else extra.setdefault(t, known + len(extra))
+                for t in vector
+            ]
+            cols.append(np.asarray(ids, dtype=np.int64))
+            vals.append(np.fromiter(vector.values(), float, len(vector)))
+            lengths.append(np.asarray([len(vector)]))
+        flush()
+        every = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        # Columns in order of first occurrence, as _matrix numbers them.
+        seen, first = np.unique(every, return_index=True)
+        order = seen[np.argsort(first)]
+        column = np.empty(known + len(extra), dtype=np.int64)
+        column[order] = np.arange(len(order))
+        indptr = np.r_[0, np.cumsum(np.concatenate(lengths), dtype=np.int64)]
+        x = sparse.csr_matrix(
+            (np.concatenate(vals), column[every], indptr),
+            shape=(len(vectors), max(1, len(order))),
+        )
+        x.sort_indices()
+        names = np.concatenate([self.terms, np.array(list(extra), dtype=object)])
+        return x, names[order]
 
 
 def _stats(values: np.ndarray) -> tuple[float, float]:
@@ -270,6 +339,7 @@ def fit(
     dense_positives: Sequence[np.ndarray] = (),
     dense_reference: Sequence[np.ndarray] = (),
     dense_weight: float = DENSE_WEIGHT,
+    sample: Sample | None = None,
 ) -> SubscriptionModel:
     """Fit one subscription's model.
 
@@ -294,6 +364,8 @@ def fit(
         dense_reference: the dense vectors of ``reference``, row for row.
         dense_weight: the dense channel's share of the score; it is used only with
             ``dense_positives`` and ``dense_reference`` (else the score is the lexical one).
+        sample: the prebuilt matrix of vectors shared by many fits (the same model, faster);
+            any vector not in it is added as without it.
 
     Raises:
         ValueError: without a positive, or with ``dense_reference`` not row for row.
@@ -307,8 +379,14 @@ def fit(
     pos = [*positives, *relevant]
     neg = [*negatives, *not_relevant]
     # One matrix for all rows (and the centre), so the reference is scored in two products.
-    vocab: dict[str, int] = {}
-    x = _matrix([*pos, *neg, *reference, centre], vocab)
+    rows = [*pos, *neg, *reference, centre]
+    terms: Sequence[str] | np.ndarray
+    if sample is not None:
+        x, terms = sample.matrix(rows)
+    else:
+        vocab: dict[str, int] = {}
+        x = _matrix(rows, vocab)
+        terms = list(vocab)
     n_fit = len(pos) + len(neg)
     weights: dict[str, float] = {}
     coef = np.zeros(x.shape[1])
@@ -325,14 +403,17 @@ def fit(
                 np.ones(len(negatives)),
                 np.full(len(not_relevant), NOT_RELEVANT_WEIGHT),
             ]
-        clf = LinearSVC(C=c, class_weight="balanced", tol=1e-4, max_iter=2000, dual=True)
+        # liblinear visits the samples in a random order: a fixed seed makes a fit a function
+        # of its inputs (the same model after a restart, in any process, in any order).
+        clf = LinearSVC(
+            C=c, class_weight="balanced", tol=1e-4, max_iter=2000, dual=True, random_state=0
+        )
         clf.fit(x[:n_fit], y, sample_weight=sample_weight)
         full = clf.coef_.ravel()
-        terms = list(vocab)
         order = np.argsort(-np.abs(full))[:MAX_TERMS]
         order = order[full[order] != 0.0]
         coef[order] = full[order]  # the kept weights: the reference is scored as stored
-        weights = {terms[i]: float(full[i]) for i in order}
+        weights = dict(zip([terms[i] for i in order.tolist()], full[order].tolist(), strict=True))
         bias = float(clf.intercept_[0])
     else:
         mix = 0.0  # nothing to contrast with: the centroid alone

@@ -231,6 +231,7 @@ class SubscriptionModels:
         scoring: frozenset[str],
     ) -> None:
         vectors = {a: tfidf(c, corpus) for a, c in self.recent}
+        sample = submodel.Sample(vectors.values())  # the rows every fit below shares
         wanted = {a for s in sub_ids for a in labels.get(s, {})}
         embed = self._dense_papers(sub_ids, metas, labels)
         # One read of the indexed sentences for what the sample lacks: the labelled papers'
@@ -276,6 +277,7 @@ class SubscriptionModels:
                 dense_positives=dense_positives,
                 dense_reference=[v for v in dense_reference if v is not None],
                 dense_weight=self.dense_weight,
+                sample=sample,
             )
             FITS.inc()
             self.cache[sub_id] = fitted

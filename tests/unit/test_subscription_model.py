@@ -220,3 +220,48 @@ def test_matrix_columns_follow_first_occurrence() -> None:
     assert vocab == {"z": 0, "a": 1, "b": 2, "c": 3}
     assert x.shape == (3, 4)
     assert x.toarray().tolist() == [[0, 1, 2, 0], [0, 0, 0, 0], [4, 0, 3, 5]]
+
+
+def test_a_shared_sample_matrix_gives_exactly_the_same_matrix_and_model() -> None:
+    stats, papers = corpus_and_vectors()
+    vec = [tfidf(c, stats) for _, c in papers]
+    vec[7] = {}  # a paper without terms
+    sample = submodel.Sample(vec[:80])
+    outsider = tfidf(term_counts("pulsar timing with a brand new glitch model"), stats)
+    positives = [vec[0], outsider]  # one row from the sample, one from outside
+    negatives = [v for i, v in enumerate(vec[:40]) if i not in (0, 6)]
+    reference = vec[40:80]
+    rows = [*positives, *negatives, {"zzz-only-here": 1.0}, *reference]
+    vocab: dict[str, int] = {}
+    plain = submodel._matrix(rows, vocab)
+    shared, terms = sample.matrix(rows)
+    assert list(terms) == list(vocab)
+    assert (plain != shared).nnz == 0 and plain.shape == shared.shape
+    assert (plain.indptr == shared.indptr).all() and (plain.indices == shared.indices).all()
+    labels = {"relevant": [vec[6], vec[100]], "not_relevant": [vec[12], vec[101]]}
+    for kwargs in ({}, labels):
+        a = submodel.fit(positives, negatives, reference, sample=sample, **kwargs)  # type: ignore[arg-type]
+        b = submodel.fit(positives, negatives, reference, **kwargs)  # type: ignore[arg-type]
+        assert a.payload() == b.payload()
+        assert (a.weights, a.bias, a.centre, a.reference) == (
+            b.weights,
+            b.bias,
+            b.centre,
+            b.reference,
+        )
+
+
+def test_a_fit_is_a_function_of_its_inputs() -> None:
+    import numpy as np
+
+    stats, papers = corpus_and_vectors()
+    vec = [tfidf(c, stats) for _, c in papers]
+    first = submodel.fit(vec[:3], vec[3:60], vec[60:])
+    np.random.seed(12345)  # the global generator must not matter (liblinear's sample order)
+    np.random.random(1000)
+    again = submodel.fit(vec[:3], vec[3:60], vec[60:])
+    assert (first.weights, first.bias, first.reference) == (
+        again.weights,
+        again.bias,
+        again.reference,
+    )
