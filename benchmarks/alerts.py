@@ -482,36 +482,6 @@ class Dense:
         return np.stack([self.vectors[i] for i in ids])
 
 
-def model_scores(
-    lex: Lexical,
-    cand: sparse.csr_matrix,
-    positives: Sequence[str],
-    negatives: Sequence[str],
-    reference: Sequence[str],
-    *,
-    mix: float,
-    c: float,
-    extra_pos: Sequence[str] = (),
-    extra_neg: Sequence[str] = (),
-    dense: Dense | None = None,
-    cand_ids: Sequence[str] = (),
-) -> np.ndarray:
-    """``services.alerts.model`` fit as the service fits it; candidates scored in one product."""
-    return fit_and_score(
-        lex,
-        cand,
-        positives,
-        negatives,
-        reference,
-        mix=mix,
-        c=c,
-        extra_pos=extra_pos,
-        extra_neg=extra_neg,
-        dense=dense,
-        cand_ids=cand_ids,
-    )[0]
-
-
 def fit_and_score(
     lex: Lexical,
     cand: sparse.csr_matrix,
@@ -519,26 +489,15 @@ def fit_and_score(
     negatives: Sequence[str],
     reference: Sequence[str],
     *,
-    mix: float,
-    c: float,
-    extra_pos: Sequence[str] = (),
-    extra_neg: Sequence[str] = (),
     dense: Dense | None = None,
     cand_ids: Sequence[str] = (),
+    **options: Any,
 ) -> tuple[np.ndarray, Any]:
-    """With ``dense`` (the shipped static model's vectors) the model has the worker's dense
-    channel at ``dense.weight``; ``cand_ids`` are then the ids of ``cand``'s rows."""
-    fitted = fit_model(
-        lex,
-        positives,
-        negatives,
-        reference,
-        mix=mix,
-        c=c,
-        extra_pos=extra_pos,
-        extra_neg=extra_neg,
-        dense=dense,
-    )
+    """:func:`fit_model` (``options``: its ``mix``, ``c``, ``extra_pos``, ``extra_neg``), then
+    every row of ``cand`` scored in a few products. With ``dense`` (the shipped static model's
+    vectors) the model has the worker's dense channel at ``dense.weight``; ``cand_ids`` are
+    then the ids of ``cand``'s rows."""
+    fitted = fit_model(lex, positives, negatives, reference, dense=dense, **options)
     return score_all(fitted, lex, cand, dense, cand_ids), fitted
 
 
@@ -715,7 +674,7 @@ def model_rankings(
     lex.sample  # noqa: B018 - built once here, not in each forked process
 
     def one(s: Subscription) -> list[str]:
-        scores = model_scores(
+        scores, _ = fit_and_score(
             lex,
             cand,
             s.seeds,

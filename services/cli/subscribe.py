@@ -11,14 +11,9 @@ from services.alerts.calibration import strength
 from services.cli.common import api_request, settings_or_exit
 
 
-def _call(
-    method: str,
-    path: str,
-    body: Any = None,
-    params: dict[str, Any] | None = None,
-    owner_key: str | None = None,
-) -> Any:
-    return api_request(settings_or_exit(), method, path, body, params, owner_key)
+def _call(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+    """:func:`api_request` with the settings of this process."""
+    return api_request(settings_or_exit(), method, path, *args, **kwargs)
 
 
 def _echo(value: Any, as_json: bool, render: Any) -> None:

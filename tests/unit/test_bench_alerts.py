@@ -43,12 +43,18 @@ def test_metrics() -> None:
     assert bench.recall(["c", "b"], {"a", "b"}, 2) == 0.5
 
 
-def test_offline_mode_ranks_an_authors_later_papers_first(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "papers.jsonl.gz"
-    with gzip.open(path, "wt") as handle:
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """The synthetic authored papers as the benchmark reads them (JSONL, gzipped)."""
+    out = tmp_path / "papers.jsonl.gz"
+    with gzip.open(out, "wt") as handle:
         handle.write("\n".join(json.dumps(r) for r in authored_papers()) + "\n")
+    return out
+
+
+def test_offline_mode_ranks_an_authors_later_papers_first(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert bench.main(["--data", str(path), "--offline", "--candidates", "60"]) == 0
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("default:"))
@@ -57,11 +63,8 @@ def test_offline_mode_ranks_an_authors_later_papers_first(
 
 
 def test_offline_report_has_the_baselines_the_calibration_and_the_feedback_curve(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "papers.jsonl.gz"
-    with gzip.open(path, "wt") as handle:
-        handle.write("\n".join(json.dumps(r) for r in authored_papers()) + "\n")
     argv = ["--data", str(path), "--offline", "--candidates", "60", "--reservoir", "20"]
     assert bench.main([*argv, "--calibration", "--feedback-curve"]) == 0
     out = capsys.readouterr().out
@@ -86,11 +89,8 @@ def test_offline_report_has_the_baselines_the_calibration_and_the_feedback_curve
 
 
 def test_forked_jobs_give_the_same_report_as_one_process(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "papers.jsonl.gz"
-    with gzip.open(path, "wt") as handle:
-        handle.write("\n".join(json.dumps(r) for r in authored_papers()) + "\n")
     argv = ["--data", str(path), "--offline", "--candidates", "60", "--reservoir", "20"]
     reports = []
     for jobs in ("1", "2"):
