@@ -415,30 +415,18 @@ class Lexical:
             corpus.add(c)
         self.docs = corpus.docs
         self.vectors = {i: matcher.tfidf(counts[i], corpus) for i in ids}
-        self.vocab: dict[str, int] = {}
-        for v in self.vectors.values():
-            for t in v:
-                self.vocab.setdefault(t, len(self.vocab))
-        self._sample: Any = None
-
-    @property
-    def sample(self) -> Any:
-        """Every vector as one ``services.alerts.model.Sample`` (built on first use): the fits
-        take their rows from it, as the worker's fits share the recent papers' rows."""
-        if self._sample is None:
-            from services.alerts import model as submodel
-
-            self._sample = submodel.Sample(self.vectors.values())
-        return self._sample
+        # One matrix of every vector, built once: the fits take their rows from it, as the
+        # worker's fits share the recent papers' rows; its columns are the vocabulary.
+        self.sample = model.Sample(self.vectors.values())
+        self.vocab = self.sample.vocab
 
     def matrix(self, ids: Sequence[str]) -> sparse.csr_matrix:
-        rows, cols, vals = [], [], []
-        for r, i in enumerate(ids):
-            for t, w in self.vectors[i].items():
-                rows.append(r)
-                cols.append(self.vocab[t])
-                vals.append(w)
-        return sparse.csr_matrix((vals, (rows, cols)), shape=(len(ids), len(self.vocab)))
+        if not self.vocab:  # no terms at all (the sample keeps one empty column)
+            return sparse.csr_matrix((len(ids), 0))
+        rows = [self.sample.rows[id(self.vectors[i])] for i in ids]
+        x = self.sample.x[np.asarray(rows, dtype=np.int64)]
+        x.sort_indices()
+        return x
 
     def dense(self, weights: dict[str, float]) -> np.ndarray:
         out = np.zeros(len(self.vocab))
@@ -515,8 +503,6 @@ def fit_model(
 ) -> Any:
     """``services.alerts.model.fit`` as the service calls it, from paper ids (labelled papers
     leave the negative and reference samples)."""
-    from services.alerts import model as submodel
-
     labelled = {*positives, *extra_pos, *extra_neg}
     kept_reference = [x for x in reference if x not in labelled]
     channel: dict[str, Any] = {}
@@ -526,7 +512,7 @@ def fit_model(
             "dense_reference": [dense.vectors[x] for x in kept_reference],
             "dense_weight": dense.weight,
         }
-    return submodel.fit(
+    return model.fit(
         [lex.vectors[x] for x in positives],
         [lex.vectors[x] for x in negatives if x not in labelled],
         [lex.vectors[x] for x in kept_reference],
@@ -566,15 +552,13 @@ def fit_cost(
     *,
     mix: float,
     c: float,
-) -> dict[str, float]:
-    """Milliseconds a model fit takes as the worker fits it (a batch's fits share one matrix
-    of the sample's rows) and with that matrix built in each fit; both must give the same
-    model. Runs in this process only (timings)."""
-    from services.alerts import model as submodel
-
+) -> None:
+    """Print the milliseconds a model fit takes as the worker fits it (a batch's fits share
+    one matrix of the sample's rows) and with that matrix built in each fit, and how many of
+    the two models are identical (all should be). Runs in this process only (timings)."""
     subs = ev.subscriptions
     started = time.perf_counter()
-    sample = submodel.Sample([lex.vectors[x] for x in [*negatives, *reference]])
+    sample = model.Sample([lex.vectors[x] for x in [*negatives, *reference]])
     build_ms = (time.perf_counter() - started) * 1e3
     shared, alone, same = [], [], 0
     for s in subs:
@@ -584,31 +568,20 @@ def fit_cost(
             [lex.vectors[x] for x in reference],
         )
         t0 = time.perf_counter()
-        a = submodel.fit(*args, mix=mix, c=c, sample=sample)
+        a = model.fit(*args, mix=mix, c=c, sample=sample)
         t1 = time.perf_counter()
-        b = submodel.fit(*args, mix=mix, c=c)
+        b = model.fit(*args, mix=mix, c=c)
         t2 = time.perf_counter()
         shared.append((t1 - t0) * 1e3)
         alone.append((t2 - t1) * 1e3)
         same += (a.weights, a.bias, a.reference) == (b.weights, b.bias, b.reference)
-    out = {
-        "sample_build_ms": build_ms,
-        "fit_ms_shared_median": float(np.median(shared)),
-        "fit_ms_shared_p90": float(np.percentile(shared, 90)),
-        "fit_ms_alone_median": float(np.median(alone)),
-        "fit_ms_alone_p90": float(np.percentile(alone, 90)),
-        "identical_models": same,
-        "fits": len(subs),
-    }
     print(
         f"model fit ({len(subs)} subscriptions, {len(negatives)} negatives, {len(reference)}"
-        f" reference): {out['fit_ms_shared_median']:.1f} ms median, "
-        f"{out['fit_ms_shared_p90']:.1f} ms p90 with the batch's shared sample matrix (built"
-        f" once in {build_ms:.0f} ms); {out['fit_ms_alone_median']:.1f} / "
-        f"{out['fit_ms_alone_p90']:.1f} ms building it in each fit; identical models"
-        f" {same}/{len(subs)}"
+        f" reference): {np.median(shared):.1f} ms median, {np.percentile(shared, 90):.1f} ms"
+        f" p90 with the batch's shared sample matrix (built once in {build_ms:.0f} ms);"
+        f" {np.median(alone):.1f} / {np.percentile(alone, 90):.1f} ms building it in each"
+        f" fit; identical models {same}/{len(subs)}"
     )
-    return out
 
 
 def calibration(
@@ -671,7 +644,6 @@ def model_rankings(
     jobs: int = 1,
 ) -> list[list[str]]:
     cand = lex.matrix(ev.candidates)
-    lex.sample  # noqa: B018 - built once here, not in each forked process
 
     def one(s: Subscription) -> list[str]:
         scores, _ = fit_and_score(
@@ -765,7 +737,6 @@ def feedback_curve(
     mats = [lex.matrix(ids) for ids in by_week]
     later_m = lex.matrix(later)
     checkpoints = {0: 0, 1: per_week, 2: 2 * per_week, 4: 4 * per_week}
-    lex.sample  # noqa: B018 - built once here, not in each forked process
 
     def one(s: Subscription) -> list[float] | None:
         target = s.relevant & set(later)

@@ -106,3 +106,13 @@ def test_each_keeps_the_order_of_its_items() -> None:
     assert bench.each(lambda x: x * x + offset, list(range(50)), jobs=2) == [
         x * x + offset for x in range(50)
     ]
+
+
+def test_fit_cost_times_both_ways_and_finds_the_models_identical(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--data", str(path), "--candidates", "60", "--reservoir", "20", "--fit-cost"]
+    assert bench.main(argv) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("model fit ("))
+    fits = int(line.split("(")[1].split()[0])
+    assert fits > 0 and line.endswith(f"identical models {fits}/{fits}"), line
