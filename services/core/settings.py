@@ -47,11 +47,22 @@ class Settings(BaseSettings):
     broker_rebalance_timeout: float = Field(2.0, gt=0, description="Rebalance timeout (s).")
 
     # Qdrant
-    qdrant_url: str | None = Field(None, description="Qdrant server URL. Unset: local mode.")
+    qdrant_url: str | None = Field(
+        None, description="Qdrant server URL. Unset: the embedded engine (ASTRO_QDRANT_ENGINE)."
+    )
     qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key (server mode).")
+    qdrant_engine: Literal["edge", "local"] = Field(
+        "edge",
+        description="Embedded engine without ASTRO_QDRANT_URL: Qdrant Edge, or qdrant-client's "
+        "local mode (pure Python, brute force; the server API's stand-in in tests).",
+    )
     qdrant_path: Path = Field(
-        Path("data/qdrant"),
-        description="Local-mode storage folder. Unset: `qdrant` under ASTRO_DATA_DIR.",
+        Path("data/edge"),
+        description="Embedded store folder. Unset: `edge` (or `qdrant` for local mode) under "
+        "ASTRO_DATA_DIR.",
+    )
+    qdrant_hnsw_ef: int = Field(
+        128, ge=4, le=4096, description="HNSW search beam of the embedded engine (recall vs time)."
     )
     qdrant_timeout: float = Field(10.0, gt=0, description="Qdrant request timeout (s).")
     qdrant_connect_timeout_s: float = Field(
@@ -268,9 +279,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _qdrant_under_data_dir(self) -> Settings:
-        """Local Qdrant lives under ASTRO_DATA_DIR unless ASTRO_QDRANT_PATH says otherwise."""
+        """The embedded store lives under ASTRO_DATA_DIR unless ASTRO_QDRANT_PATH says otherwise."""
         if "qdrant_path" not in self.model_fields_set:
-            object.__setattr__(self, "qdrant_path", self.data_dir / "qdrant")  # frozen model
+            folder = "edge" if self.qdrant_engine == "edge" else "qdrant"
+            object.__setattr__(self, "qdrant_path", self.data_dir / folder)  # frozen model
         return self
 
     @property

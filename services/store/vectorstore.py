@@ -107,7 +107,11 @@ def wait_for_qdrant(settings: Settings) -> None:
 
 
 def open_client(settings: Settings) -> QdrantClient:
-    """A Qdrant client for ``ASTRO_QDRANT_URL``, or local mode under ``ASTRO_QDRANT_PATH``.
+    """A Qdrant client for ``ASTRO_QDRANT_URL``, else the embedded engine under ``ASTRO_QDRANT_PATH``.
+
+    The embedded engine is Qdrant Edge (:class:`~services.store.edge.EdgeClient`, the
+    QdrantClient methods the store uses) unless ``ASTRO_QDRANT_ENGINE=local`` asks for
+    qdrant-client's local mode.
 
     Raises:
         ConfigError: when the local folder is already used by another process.
@@ -119,6 +123,10 @@ def open_client(settings: Settings) -> QdrantClient:
         return QdrantClient(
             url=settings.qdrant_url, api_key=key, timeout=int(settings.qdrant_timeout)
         )
+    if settings.qdrant_engine == "edge":
+        from services.store.edge import open_edge
+
+        return open_edge(settings.qdrant_path, settings.qdrant_hnsw_ef)  # type: ignore[return-value]
     if str(settings.qdrant_path) == ":memory:":
         return QdrantClient(":memory:")
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)

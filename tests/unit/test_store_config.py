@@ -16,8 +16,9 @@ from services.kafka.broker import free_port
 from services.store.vectorstore import VectorStore
 
 
-def test_local_qdrant_lives_under_the_data_dir(tmp_path: Path) -> None:
-    assert load_settings(data_dir=tmp_path).qdrant_path == tmp_path / "qdrant"
+def test_the_embedded_store_lives_under_the_data_dir(tmp_path: Path) -> None:
+    assert load_settings(data_dir=tmp_path).qdrant_path == tmp_path / "edge"
+    assert load_settings(data_dir=tmp_path, qdrant_engine="local").qdrant_path == tmp_path / "qdrant"
     assert load_settings(data_dir=tmp_path, qdrant_path=":memory:").qdrant_path == Path(":memory:")
 
 
@@ -27,13 +28,13 @@ def test_data_dir_from_the_environment_moves_qdrant(
     monkeypatch.setenv("ASTRO_DATA_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("ASTRO_QDRANT_PATH", raising=False)
     settings = load_settings()
-    assert settings.qdrant_path == tmp_path / "state" / "qdrant"
+    assert settings.qdrant_path == tmp_path / "state" / "edge"
     store = VectorStore(settings, 8, "test")
     try:
         store.ensure_collections()
     finally:
         store.close()
-    assert (tmp_path / "state" / "qdrant").is_dir()
+    assert (tmp_path / "state" / "edge" / "aliases.json").is_file()
 
 
 def test_unreachable_qdrant_is_one_line_naming_the_address() -> None:
@@ -81,7 +82,7 @@ def test_local_storage_is_tuned_to_wal_and_keeps_every_point(tmp_path: Path) -> 
 
     import numpy as np
 
-    settings = load_settings(data_dir=tmp_path)
+    settings = load_settings(data_dir=tmp_path, qdrant_engine="local")
     store = VectorStore(settings, 4, "test")
     vectors = np.eye(4, dtype=np.float32)
     ids = [f"00000000-0000-0000-0000-00000000000{i}" for i in range(4)]
