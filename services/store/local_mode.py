@@ -53,9 +53,9 @@ def migrate_local_folder(
 ) -> Path | None:
     """Move a local-mode store of an earlier release into the (new) Edge store, keeping it.
 
-    Runs when ``local_path`` holds a local-mode store and ``edge_path`` is empty or holds an
-    interrupted migration from it (the progress file in ``local_path`` says so). Afterwards
-    the old folder is renamed ``<name>.migrated-<timestamp>``, never deleted.
+    Runs when ``local_path`` holds a local-mode store and the Edge store has no collection or
+    holds an interrupted migration from it (the progress file in ``local_path`` says so).
+    Afterwards the old folder is renamed ``<name>.migrated-<timestamp>``, never deleted.
 
     Args:
         local_path: ``ASTRO_QDRANT_PATH`` of the earlier release (``data/qdrant``).
@@ -72,19 +72,20 @@ def migrate_local_folder(
     if not is_local_mode_folder(local_path):
         return None
     progress_path = local_path / PROGRESS_FILE
-    if edge_path.exists() and any(edge_path.iterdir()) and not progress_path.is_file():
-        raise MigrationError(
-            f"{local_path} holds a store of an earlier release (qdrant-client local mode) and "
-            f"{edge_path} an Edge store already, so nothing was moved. To keep the Edge store, "
-            f"rename {local_path} (e.g. `mv {local_path} {local_path}.old`); to migrate the old "
-            f"one instead, rename {edge_path} and start again"
-        )
-    report(f"moving the local-mode store {local_path} into the Edge store {edge_path}")
     source = open_local(local_path)
     try:
         edge_path.mkdir(parents=True, exist_ok=True)
         destination = open_edge(edge_path)
         try:
+            if destination.get_collections().collections and not progress_path.is_file():
+                raise MigrationError(
+                    f"{local_path} holds a store of an earlier release (qdrant-client local "
+                    f"mode) and {edge_path} an Edge store already, so nothing was moved. To keep "
+                    f"the Edge store, rename {local_path} (e.g. `mv {local_path} "
+                    f"{local_path}.old`); to migrate the old one instead, rename {edge_path} and "
+                    "start again"
+                )
+            report(f"moving the local-mode store {local_path} into the Edge store {edge_path}")
             summary = copy_store(
                 source,
                 destination,

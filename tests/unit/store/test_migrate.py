@@ -224,7 +224,9 @@ def test_first_start_with_both_stores_moves_nothing_and_says_what_to_run(
     release_folder: Path,
 ) -> None:
     edge = release_folder.parent / "edge"
-    open_stand_in(edge).close()  # a store of the new release already
+    store = open_stand_in(edge)  # the new release's store, which holds data already
+    store.create_collection("astro_read", vectors_config={})
+    store.close()
     with pytest.raises(MigrationError) as err:
         migrate_local_folder(release_folder, edge, open_stand_in)
     message = str(err.value)
