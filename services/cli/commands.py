@@ -16,6 +16,7 @@ import click
 from services.cli.bench import bench
 from services.cli.common import api_request, settings_or_exit
 from services.cli.deadletters import deadletters
+from services.cli.migrate import migrate
 from services.cli.subscribe import subscribe
 from services.core.errors import AstrostreamError
 from services.core.logs import setup_logging
@@ -287,7 +288,7 @@ def stats(as_json: bool) -> None:
     click.echo(json.dumps(answer, indent=2) if as_json else stats_table(answer))
 
 
-for command in (ingest, subscribe, train, bench, deadletters):
+for command in (ingest, subscribe, train, bench, deadletters, migrate):
     cli.add_command(command)
 
 
