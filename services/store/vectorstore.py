@@ -124,9 +124,7 @@ def open_client(settings: Settings) -> QdrantClient:
             url=settings.qdrant_url, api_key=key, timeout=int(settings.qdrant_timeout)
         )
     if settings.qdrant_engine == "edge":
-        from services.store.edge import open_edge
-
-        return open_edge(settings.qdrant_path, settings.qdrant_hnsw_ef)  # type: ignore[return-value]
+        return open_edge_store(settings)  # type: ignore[return-value]
     if str(settings.qdrant_path) == ":memory:":
         return QdrantClient(":memory:")
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
@@ -137,6 +135,49 @@ def open_client(settings: Settings) -> QdrantClient:
             f"ASTRO_QDRANT_PATH={settings.qdrant_path}: {exc}. Local mode allows one process; "
             "stop the other one, or run a Qdrant server and set ASTRO_QDRANT_URL"
         ) from None
+
+
+def open_edge_store(settings: Settings) -> Any:
+    """The Edge store of ``settings``, after moving an earlier release's local-mode store into it.
+
+    Releases before Qdrant Edge kept the embedded store in qdrant-client's local mode under
+    ``<ASTRO_DATA_DIR>/qdrant``; the first start on such a data folder copies it into
+    ``<ASTRO_DATA_DIR>/edge`` (verified by counts) and keeps the old folder, renamed.
+
+    Raises:
+        ConfigError: ``ASTRO_QDRANT_PATH`` names a local-mode folder (the message says how to
+            keep it or move it), or the old store cannot be moved.
+    """
+    from services.store.edge import open_edge
+    from services.store.local_mode import is_local_mode_folder, migrate_local_folder
+    from services.store.migrate import MigrationError
+
+    path, ef = settings.qdrant_path, settings.qdrant_hnsw_ef
+    if str(path) == ":memory:":
+        return open_edge(path, ef)
+    if is_local_mode_folder(path):
+        raise ConfigError(
+            f"ASTRO_QDRANT_PATH={path} holds a qdrant-client local-mode store of an earlier "
+            "release: keep using it with ASTRO_QDRANT_ENGINE=local, or move it to "
+            f"{settings.data_dir / 'qdrant'} and unset ASTRO_QDRANT_PATH, and the next start "
+            f"copies it into the Edge store {settings.data_dir / 'edge'}"
+        )
+    old = settings.data_dir / "qdrant"
+    if "qdrant_path" not in settings.model_fields_set and is_local_mode_folder(old):
+        try:
+            moved = migrate_local_folder(
+                old, path, lambda p: open_edge(p, ef), prefix=settings.collection_prefix
+            )
+        except MigrationError as exc:
+            raise ConfigError(f"moving the local-mode store {old} into {path}: {exc}") from None
+        if moved is not None:
+            log.warning(
+                "moved the local-mode store %s into the Edge store %s (kept as %s)",
+                old,
+                path,
+                moved,
+            )
+    return open_edge(path, ef)
 
 
 def tune_local_storage(client: QdrantClient, done: set[int]) -> None:

@@ -233,3 +233,43 @@ def test_first_start_with_both_stores_moves_nothing_and_says_what_to_run(
     assert f"mv {release_folder} {release_folder}.old" in message
     assert f"rename {edge} and start again" in message
     assert (release_folder / "meta.json").is_file()
+
+
+def test_the_first_start_on_an_old_data_folder_moves_it_into_edge(release_folder: Path) -> None:
+    """The product's own start (default settings: the Edge engine) on a data folder of today's
+    release: everything is in the Edge store afterwards, and the old folder is kept."""
+    from services.core.settings import load_settings
+    from services.store.edge import EdgeClient
+    from services.store.vectorstore import open_client
+
+    data = release_folder.parent
+    want = snapshot(QdrantClient(path=str(release_folder)))
+    settings = load_settings(data_dir=data)
+    assert settings.qdrant_engine == "edge" and settings.qdrant_path == data / "edge"
+    client = open_client(settings)
+    try:
+        assert isinstance(client, EdgeClient)
+        assert_same_store(want, snapshot(client))
+    finally:
+        client.close()
+    assert not release_folder.exists()
+    assert [p.name.startswith("qdrant.migrated-") for p in data.iterdir() if p.name != "edge"] == [
+        True
+    ]
+
+
+def test_an_explicit_path_to_a_local_mode_folder_says_how_to_keep_it(
+    release_folder: Path,
+) -> None:
+    from services.core.errors import ConfigError
+    from services.core.settings import load_settings
+    from services.store.vectorstore import open_client
+
+    settings = load_settings(qdrant_path=str(release_folder))
+    with pytest.raises(ConfigError, match="ASTRO_QDRANT_ENGINE=local"):
+        open_client(settings)
+    local = open_client(load_settings(qdrant_path=str(release_folder), qdrant_engine="local"))
+    try:
+        assert local.get_collections().collections
+    finally:
+        local.close()
