@@ -27,13 +27,14 @@ from email.message import EmailMessage
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from qdrant_client import models as qm
 
 from services.alerts.access import feed_url, unsubscribe_url
 from services.alerts.mail import SmtpConfig, digest_message, send_sync
-from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore, meta_collection
+from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.core.clock import utcnow
 from services.core.settings import Settings
+from services.store import models as qm
+from services.store.tables import PayloadTable
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class Digester:
         self.subs = subs
         self.settings = settings
         self.collection = digests_collection(settings)
+        self.table = PayloadTable(lambda: subs.store, self.collection)
         self.clock = clock
         if send is None:
             if settings.smtp_url is None:
@@ -163,9 +165,7 @@ class Digester:
         self.retry_base_s = min(RETRY_BASE_S, interval) if interval else RETRY_BASE_S
 
     def ensure_sync(self) -> None:
-        client = self.subs.store.client
-        if not client.collection_exists(self.collection):
-            client.create_collection(self.collection, vectors_config={})
+        self.table.ensure()
 
     async def run_once(self) -> int:
         """Send every digest that is due (or due for a retry); returns how many went out."""
@@ -261,20 +261,14 @@ class Digester:
 
     # Qdrant (blocking, on the store thread) -----------------------------------------------
     def _digest_subscriptions_sync(self) -> list[SubscriptionMeta]:
-        client = self.subs.store.client
-        name = meta_collection(self.subs.store)
-        if not client.collection_exists(name):
+        metas = self.subs.meta_table
+        if not metas.exists():
             return []
-        metas: list[SubscriptionMeta] = []
-        offset = None
-        while True:
-            records, offset = client.scroll(name, limit=1000, offset=offset, with_payload=True)
-            for record in records:
-                payload = record.payload or {}
-                if payload.get("digest") in ("daily", "weekly") and payload.get("email"):
-                    metas.append(SubscriptionMeta.model_validate(payload))
-            if offset is None:
-                return metas
+        return [
+            SubscriptionMeta.model_validate(payload)
+            for payload in metas.scan()
+            if payload.get("digest") in ("daily", "weekly") and payload.get("email")
+        ]
 
     def _new_alerts_sync(self, sub_id: str, state: DigestState) -> list[dict[str, Any]]:
         since = state.watermark - SLACK_S if state.sent else None
@@ -283,25 +277,18 @@ class Digester:
         ]
         if since is not None:
             conditions.append(qm.FieldCondition(key="created_ts", range=qm.Range(gt=since)))
-        records, _ = self.subs.store.client.scroll(
-            self.subs.alerts,
-            scroll_filter=qm.Filter(must=conditions),
-            limit=MAX_SCAN,
-            with_payload=True,
-            order_by=qm.OrderBy(key="created_ts", direction=qm.Direction.ASC),
+        payloads, _ = self.subs.alerts_table.page(
+            qm.Filter(must=conditions), limit=MAX_SCAN, order_by="created_ts"
         )
-        fresh = [r.payload for r in records if r.payload]
+        fresh = [p for p in payloads if p]
         fresh = [a for a in fresh if a.get("alert_id") not in state.sent]
         return fresh[:MAX_ALERTS]
 
     def state_sync(self, sub_id: str) -> DigestState:
-        records = self.subs.store.client.retrieve(self.collection, ids=[sub_id], with_payload=True)
-        if records and records[0].payload:
-            return DigestState.model_validate(records[0].payload)
+        payload = self.table.get(sub_id)
+        if payload:
+            return DigestState.model_validate(payload)
         return DigestState(subscription_id=sub_id)
 
     def put_state_sync(self, state: DigestState) -> None:
-        point = qm.PointStruct(
-            id=state.subscription_id, vector={}, payload=state.model_dump(mode="json")
-        )
-        self.subs.store.client.upsert(self.collection, [point], wait=True)
+        self.table.put(state.subscription_id, state.model_dump(mode="json"))

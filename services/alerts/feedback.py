@@ -13,12 +13,13 @@ import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from qdrant_client import models as qm
 
 from services.core.errors import InvalidRequest, describe_validation_error
 from services.core.ids import NAMESPACE
 from services.core.schemas import split_arxiv_id, utcnow
 from services.store.binding import Binding
+from services.store.models import Filter, matching
+from services.store.tables import PayloadTable
 
 Label = Literal["relevant", "not_relevant"]
 MAX_LISTED = 10_000
@@ -65,10 +66,8 @@ def parse_feedback(body: Any) -> FeedbackRequest:
         ) from None
 
 
-def by_subscription(subscription_ids: list[str]) -> qm.Filter:
-    return qm.Filter(
-        must=[qm.FieldCondition(key="subscription_id", match=qm.MatchAny(any=subscription_ids))]
-    )
+def by_subscription(subscription_ids: list[str]) -> Filter:
+    return matching(subscription_id=subscription_ids)
 
 
 class FeedbackStore:
@@ -77,12 +76,10 @@ class FeedbackStore:
     def __init__(self, binding: Binding) -> None:
         self.binding = binding
         self.name = feedback_collection(binding)
+        self.table = PayloadTable(lambda: binding.store, self.name, keyword=["subscription_id"])
 
     def ensure_sync(self) -> None:
-        client = self.binding.store.client
-        if not client.collection_exists(self.name):
-            client.create_collection(self.name, vectors_config={})
-            client.create_payload_index(self.name, "subscription_id", qm.PayloadSchemaType.KEYWORD)
+        self.table.ensure()
 
     def put_sync(self, subscription_id: str, request: FeedbackRequest) -> dict[str, Any]:
         now = utcnow()
@@ -93,23 +90,15 @@ class FeedbackStore:
             "at": now.isoformat(),
             "at_ts": now.timestamp(),
         }
-        point = qm.PointStruct(
-            id=feedback_id(subscription_id, request.arxiv_id), vector={}, payload=payload
-        )
-        self.binding.store.client.upsert(self.name, [point], wait=True)
+        self.table.put(feedback_id(subscription_id, request.arxiv_id), payload)
         return view(payload)
 
     def list_sync(self, subscription_ids: list[str]) -> list[dict[str, Any]]:
         """Every label of these subscriptions, newest first."""
         if not subscription_ids:
             return []
-        records, _ = self.binding.store.client.scroll(
-            self.name,
-            scroll_filter=by_subscription(subscription_ids),
-            limit=MAX_LISTED,
-            with_payload=True,
-        )
-        found = [r.payload for r in records if r.payload]
+        payloads, _ = self.table.page(by_subscription(subscription_ids), limit=MAX_LISTED)
+        found = [p for p in payloads if p]
         found.sort(key=lambda p: (-float(p.get("at_ts", 0)), p.get("arxiv_id", "")))
         return [view(p) for p in found]
 
@@ -117,26 +106,15 @@ class FeedbackStore:
         """Per subscription, which of these papers it labelled ``not_relevant``."""
         if not subscription_ids or not arxiv_ids:
             return {}
-        only = qm.Filter(
-            must=[
-                qm.FieldCondition(key="subscription_id", match=qm.MatchAny(any=subscription_ids)),
-                qm.FieldCondition(key="arxiv_id", match=qm.MatchAny(any=arxiv_ids)),
-                qm.FieldCondition(key="label", match=qm.MatchValue(value="not_relevant")),
-            ]
-        )
-        records, _ = self.binding.store.client.scroll(
-            self.name, scroll_filter=only, limit=MAX_LISTED, with_payload=True
-        )
+        only = matching(subscription_id=subscription_ids, arxiv_id=arxiv_ids, label="not_relevant")
+        payloads, _ = self.table.page(only, limit=MAX_LISTED)
         muted: dict[str, set[str]] = {}
-        for record in records:
-            payload = record.payload or {}
+        for payload in payloads:
             muted.setdefault(str(payload["subscription_id"]), set()).add(str(payload["arxiv_id"]))
         return muted
 
     def delete_sync(self, subscription_id: str) -> None:
-        self.binding.store.client.delete(
-            self.name, qm.FilterSelector(filter=by_subscription([subscription_id])), wait=True
-        )
+        self.table.delete_where(by_subscription([subscription_id]))
 
 
 def view(payload: dict[str, Any]) -> dict[str, Any]:

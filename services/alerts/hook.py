@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
-from qdrant_client import models as qm
 
 from services.alerts import dense as static_dense
 from services.alerts.feedback import FeedbackStore
@@ -58,7 +57,9 @@ from services.core.lexical import sparse
 from services.core.retry import until_available
 from services.core.schemas import Alert, Match
 from services.embed.pipeline import IndexedPaper
-from services.store.vectorstore import LEXICAL, VectorStore, dense_of
+from services.store import models as qm
+from services.store import points
+from services.store.vectorstore import VectorStore, dense_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -296,8 +297,7 @@ class AlertMatcher:
         return [a for _, a in fresh]
 
     def _any_interests(self) -> bool:
-        counted = self.store.client.count(self.store.subscriptions, exact=False)
-        return int(counted.count) > 0
+        return points.has_interests(self.store)
 
     async def _percolate(
         self, papers: list[IndexedPaper], counts: Sequence[Mapping[str, int]] | None = None
@@ -314,13 +314,7 @@ class AlertMatcher:
         owners: list[tuple[int, int]] = []
         for row, item in enumerate(papers):
             for index, vector in enumerate(item.sentence_vectors):
-                requests.append(
-                    qm.QueryRequest(
-                        query=vector.tolist(),
-                        limit=self.percolate_limit,
-                        with_payload=HIT_FIELDS,
-                    )
-                )
+                requests.append(points.dense_query(vector, self.percolate_limit, HIT_FIELDS))
                 owners.append((row, index))
         if (
             counts is not None
@@ -331,22 +325,15 @@ class AlertMatcher:
                 indices, values = sparse(tfidf(terms, self.corpus))
                 if indices:
                     requests.append(
-                        qm.QueryRequest(
-                            query=qm.SparseVector(indices=indices, values=values),
-                            using=LEXICAL,
-                            limit=self.sparse_limit,
-                            with_payload=HIT_FIELDS,
-                        )
+                        points.lexical_query((indices, values), self.sparse_limit, HIT_FIELDS)
                     )
                     owners.append((row, LEXICAL_HIT))
         found: list[dict[str, list[Entry]]] = [{} for _ in papers]
         for start in range(0, len(requests), QUERIES_PER_REQUEST):
             chunk = requests[start : start + QUERIES_PER_REQUEST]
-            answers = await self._call(
-                self.store.client.query_batch_points, self.store.subscriptions, chunk
-            )
-            for (row, index), answer in zip(owners[start:], answers, strict=False):
-                for point in answer.points:
+            answers = await self._call(points.percolate, self.store, chunk)
+            for (row, index), hits in zip(owners[start:], answers, strict=False):
+                for point in hits:
                     payload = point.payload or {}
                     sub_id = str(payload.get("subscription_id", ""))
                     entries = found[row].setdefault(sub_id, [])
@@ -380,11 +367,8 @@ class AlertMatcher:
         """
         sub_ids = sorted({sub_id for _, sub_id in pairs})
         records = await self._call(
-            lambda: self.store.client.retrieve(
-                self.store.subscriptions,
-                ids=[interest_point_id(s, 0) for s in sub_ids],
-                with_payload=HIT_FIELDS,
-                with_vectors=True,
+            lambda: points.interests_by_id(
+                self.store, [interest_point_id(s, 0) for s in sub_ids], HIT_FIELDS
             )
         )
         first: dict[str, tuple[str, np.ndarray]] = {}
@@ -467,16 +451,14 @@ class AlertMatcher:
             offset = None
             read = 0
             while read < BOOTSTRAP_SENTENCES:
-                records, offset = self.store.client.scroll(
-                    self.store.sentences,
+                payloads, offset = points.sentence_page(
+                    self.store,
                     limit=min(2000, BOOTSTRAP_SENTENCES - read),
                     offset=offset,
-                    with_payload=["arxiv_id", "title", "text"],
-                    with_vectors=False,
+                    fields=["arxiv_id", "title", "text"],
                 )
-                read += len(records)
-                for r in records:
-                    p = r.payload or {}
+                read += len(payloads)
+                for p in payloads:
                     arxiv_id = str(p.get("arxiv_id"))
                     if arxiv_id not in skip:
                         docs.setdefault(arxiv_id, [str(p.get("title", ""))]).append(

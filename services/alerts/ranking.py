@@ -27,10 +27,10 @@ import uuid
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
+from functools import cached_property
 
 import numpy as np
 from prometheus_client import Counter as PromCounter
-from qdrant_client import models as qm
 
 from services.alerts import model as submodel
 from services.alerts.dense import StaticModel
@@ -38,6 +38,8 @@ from services.alerts.feedback import FeedbackStore
 from services.alerts.matcher import CorpusStats, term_counts, tfidf
 from services.alerts.subscriptions import SubscriptionMeta
 from services.core.ids import NAMESPACE
+from services.store.points import sentence_page
+from services.store.tables import PayloadTable
 from services.store.vectorstore import VectorStore
 
 log = logging.getLogger(__name__)
@@ -63,9 +65,9 @@ def models_collection(store: VectorStore) -> str:
 
 def delete_stored_sync(store: VectorStore, subscription_id: str) -> None:
     """Forget a deleted subscription's stored model (blocking)."""
-    name = models_collection(store)
-    if store.client.collection_exists(name):
-        store.client.delete(name, qm.PointIdsList(points=[model_id(subscription_id)]), wait=True)
+    table = PayloadTable(store, models_collection(store))
+    if table.exists():
+        table.delete([model_id(subscription_id)])
 
 
 def is_reference(arxiv_id: str) -> bool:
@@ -91,15 +93,19 @@ class SubscriptionModels:
         self.feedback = feedback
         self.recent: deque[tuple[str, Counter[str]]] = deque(maxlen=2 * sample)
         self.cache: dict[str, submodel.SubscriptionModel] = {}
-        self._ensured: str | None = None
 
     @property
     def store(self) -> VectorStore:
         return self._store()
 
+    @cached_property
+    def table(self) -> PayloadTable:
+        """The stored models (named when first used: the store may not be there before)."""
+        return PayloadTable(self._store, models_collection(self.store))
+
     @property
     def name(self) -> str:
-        return models_collection(self.store)
+        return self.table.name
 
     def observe(self, arxiv_id: str, counts: Counter[str], text: str | None = None) -> None:
         """A paper was indexed: it joins the sample (the oldest one leaves). ``text``: what
@@ -131,12 +137,7 @@ class SubscriptionModels:
         return f"{self.dense.version}:{self.dense_weight}" if self.dense is not None else ""
 
     def ensure_sync(self) -> None:
-        if self._ensured == self.name:
-            return
-        client = self.store.client
-        if not client.collection_exists(self.name):
-            client.create_collection(self.name, vectors_config={})
-        self._ensured = self.name
+        self.table.ensure()
 
     def models_sync(
         self,
@@ -162,11 +163,7 @@ class SubscriptionModels:
         chosen: dict[str, submodel.SubscriptionModel] = {}
         missing = [s for s in metas if not self._fresh(self.cache.get(s), keys[s], corpus)]
         if missing:
-            records = self.store.client.retrieve(
-                self.name, ids=[model_id(s) for s in missing], with_payload=True
-            )
-            for record in records:
-                payload = record.payload or {}
+            for payload in self.table.get_many([model_id(s) for s in missing]):
                 loaded = submodel.SubscriptionModel.from_payload(payload)
                 sub_id = str(payload.get("subscription_id", ""))
                 if loaded is not None and sub_id in keys:
@@ -205,17 +202,13 @@ class SubscriptionModels:
         if not arxiv_ids:
             return {}
         found: dict[str, list[str]] = {}
-        records, _ = self.store.client.scroll(
-            self.store.sentences,
-            scroll_filter=qm.Filter(
-                must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchAny(any=sorted(arxiv_ids)))]
-            ),
+        payloads, _ = sentence_page(
+            self.store,
             limit=100 * len(arxiv_ids),
-            with_payload=["arxiv_id", "title", "text"],
-            with_vectors=False,
+            fields=["arxiv_id", "title", "text"],
+            arxiv_ids=sorted(arxiv_ids),
         )
-        for r in records:
-            p = r.payload or {}
+        for p in payloads:
             found.setdefault(str(p.get("arxiv_id")), [str(p.get("title", ""))]).append(
                 str(p.get("text", ""))
             )
@@ -281,14 +274,8 @@ class SubscriptionModels:
             )
             FITS.inc()
             self.cache[sub_id] = fitted
-            points.append(
-                qm.PointStruct(
-                    id=model_id(sub_id),
-                    vector={},
-                    payload={"subscription_id": sub_id, **fitted.payload()},
-                )
-            )
-        self.store.client.upsert(self.name, points, wait=True)
+            points.append((model_id(sub_id), {"subscription_id": sub_id, **fitted.payload()}))
+        self.table.put_many(points)
         log.info("fitted %d subscription models", len(points))
 
     def _dense_papers(

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from qdrant_client import models as qm
 
 from services.alerts.filters import author_key
 from services.alerts.matcher import CorpusStats, centroid, term_counts, tfidf
@@ -42,6 +41,9 @@ from services.core.schemas import split_arxiv_id
 from services.core.text import normalise
 from services.core.types import TextEncoder
 from services.store.binding import Binding
+from services.store.models import Filter, matching
+from services.store.points import delete_interest_points, delete_interests, set_interest_fields
+from services.store.tables import PayloadTable
 from services.store.vectorstore import Sparse, VectorStore
 
 log = logging.getLogger(__name__)
@@ -77,10 +79,8 @@ def alerts_collection(store: VectorStore) -> str:
 
 def count_subscriptions(store: VectorStore) -> int:
     """Subscriptions (not interest vectors); 0 before the first one (blocking)."""
-    name = meta_collection(store)
-    if not store.client.collection_exists(name):
-        return 0
-    return store.count(name)
+    table = PayloadTable(store, meta_collection(store))
+    return table.count() if table.exists() else 0
 
 
 class SubscriptionRequest(BaseModel):
@@ -375,12 +375,6 @@ def request_body(meta: SubscriptionMeta) -> dict[str, Any]:
     return fields
 
 
-def _by_sub(sub_id: str) -> qm.Filter:
-    return qm.Filter(
-        must=[qm.FieldCondition(key="subscription_id", match=qm.MatchValue(value=sub_id))]
-    )
-
-
 @dataclass(frozen=True)
 class _Built:
     """A subscription's interests and the points that hold their vectors."""
@@ -414,6 +408,13 @@ class SubscriptionStore:
         self.prior = prior if prior is not None else CorpusStats()
         self.meta = meta_collection(binding.store)
         self.alerts = alerts_collection(binding.store)
+        self.meta_table = PayloadTable(lambda: binding.store, self.meta)
+        self.alerts_table = PayloadTable(
+            lambda: binding.store,
+            self.alerts,
+            keyword=["subscription_id"],
+            floats=["score", "created_ts", "relevance"],
+        )
 
     @property
     def store(self) -> VectorStore:
@@ -426,17 +427,8 @@ class SubscriptionStore:
 
     def ensure_sync(self) -> None:
         """Create the payload-only collections and their indexes (idempotent)."""
-        client = self.store.client
-        for name in (self.meta, self.alerts):
-            if not client.collection_exists(name):
-                client.create_collection(name, vectors_config={})
-                log.info("created collection %s", name)
-                if name == self.alerts:
-                    client.create_payload_index(
-                        name, "subscription_id", qm.PayloadSchemaType.KEYWORD
-                    )
-                    for field in ("score", "created_ts", "relevance"):
-                        client.create_payload_index(name, field, qm.PayloadSchemaType.FLOAT)
+        self.meta_table.ensure()
+        self.alerts_table.ensure()
 
     # subscriptions ---------------------------------------------------------
     async def create(
@@ -617,14 +609,10 @@ class SubscriptionStore:
             )
 
     def _set_interest_payload_sync(self, sub_id: str, fields: dict[str, Any]) -> None:
-        self.store.client.set_payload(
-            self.store.subscriptions, fields, points=_by_sub(sub_id), wait=True
-        )
+        set_interest_fields(self.store, sub_id, fields)
 
     def _delete_points_sync(self, ids: list[str]) -> None:
-        self.store.client.delete(
-            self.store.subscriptions, qm.PointIdsList(points=list[Any](ids)), wait=True
-        )
+        delete_interest_points(self.store, ids)
 
     def lexical_vector(self, interests: list[Interest]) -> Sparse:
         """The subscription's sparse vector: unit TF-IDF centroid of its interests' terms."""
@@ -651,16 +639,14 @@ class SubscriptionStore:
         return seeds
 
     def _put_meta_sync(self, sub_id: str, meta: SubscriptionMeta) -> None:
-        self.store.client.upsert(
-            self.meta, [qm.PointStruct(id=sub_id, vector={}, payload=meta.payload())], wait=True
-        )
+        self.meta_table.put(sub_id, meta.payload())
 
     def meta_sync(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
         """Full metadata (terms and webhook secret included) of the subscriptions that exist."""
         if not sub_ids:
             return {}
-        records = self.store.client.retrieve(self.meta, ids=sub_ids, with_payload=True)
-        metas = (SubscriptionMeta.model_validate(r.payload) for r in records if r.payload)
+        payloads = self.meta_table.get_many(sub_ids)
+        metas = (SubscriptionMeta.model_validate(p) for p in payloads if p)
         return {m.id: m for m in metas}
 
     async def get_meta(self, raw_id: str) -> SubscriptionMeta:
@@ -681,14 +667,11 @@ class SubscriptionStore:
     async def list_all(self, owner: str | None = None) -> list[dict[str, Any]]:
         """Every subscription, or only those of ``owner`` (an ``owner_id``), oldest first."""
 
-        def scan() -> list[Any]:
-            records, _ = self.store.client.scroll(
-                self.meta, limit=MAX_SUBSCRIPTIONS_LISTED, with_payload=True
-            )
-            return records
+        def scan() -> list[dict[str, Any]]:
+            return self.meta_table.page(limit=MAX_SUBSCRIPTIONS_LISTED)[0]
 
-        records = await self.store.run(scan)
-        metas = [SubscriptionMeta.model_validate(r.payload) for r in records if r.payload]
+        payloads = await self.store.run(scan)
+        metas = [SubscriptionMeta.model_validate(p) for p in payloads if p]
         views = [m.public() for m in metas if owner is None or m.owner == owner]
         return sorted(views, key=lambda v: (v["created_at"], v["id"]))
 
@@ -696,52 +679,39 @@ class SubscriptionStore:
         """Remove the interest vectors first (no new matches), then the metadata and alerts."""
         view = await self.get(raw_id)
         sub_id = view["id"]
-        by_sub = qm.Filter(
-            must=[qm.FieldCondition(key="subscription_id", match=qm.MatchValue(value=sub_id))]
-        )
 
         def remove() -> None:
-            client = self.store.client
-            client.delete(self.store.subscriptions, qm.FilterSelector(filter=by_sub), wait=True)
-            client.delete(self.meta, qm.PointIdsList(points=[sub_id]), wait=True)
-            client.delete(self.alerts, qm.FilterSelector(filter=by_sub), wait=True)
+            delete_interests(self.store, sub_id)
+            self.meta_table.delete([sub_id])
+            self.alerts_table.delete_where(matching(subscription_id=sub_id))
 
         await self.store.run(remove)
         return {"deleted": sub_id}
 
     def followed_authors_sync(self) -> dict[str, set[str]]:
         """``author_key`` -> ids of the subscriptions that follow that author (blocking)."""
-        if not self.store.client.collection_exists(self.meta):
+        if not self.meta_table.exists():
             return {}
         index: dict[str, set[str]] = {}
-        offset = None
-        while True:
-            records, offset = self.store.client.scroll(
-                self.meta, limit=1000, offset=offset, with_payload=["id", "authors"]
-            )
-            for record in records:
-                payload = record.payload or {}
-                for name in payload.get("authors") or ():
-                    key = author_key(str(name))
-                    if key:
-                        index.setdefault(key, set()).add(str(payload.get("id")))
-            if offset is None:
-                return index
+        for payload in self.meta_table.scan(fields=["id", "authors"]):
+            for name in payload.get("authors") or ():
+                key = author_key(str(name))
+                if key:
+                    index.setdefault(key, set()).add(str(payload.get("id")))
+        return index
 
     def count_sync(self) -> int:
-        return self.store.count(self.meta)
+        return self.meta_table.count()
 
     # alerts ----------------------------------------------------------------
     def existing_alerts_sync(self, alert_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not alert_ids:
             return {}
-        records = self.store.client.retrieve(self.alerts, ids=alert_ids, with_payload=True)
-        return {str(r.payload["alert_id"]): r.payload for r in records if r.payload}
+        payloads = self.alerts_table.get_many(alert_ids)
+        return {str(p["alert_id"]): p for p in payloads if p}
 
     def put_alerts_sync(self, payloads: list[dict[str, Any]]) -> None:
-        if payloads:
-            points = [qm.PointStruct(id=p["alert_id"], vector={}, payload=p) for p in payloads]
-            self.store.client.upsert(self.alerts, points, wait=True)
+        self.alerts_table.put_many((p["alert_id"], p) for p in payloads)
 
     async def list_alerts(self, raw_id: str, limit: int, sort: AlertSort) -> list[dict[str, Any]]:
         """A subscription's alerts, best score (or relevance) first or newest first.
@@ -749,38 +719,25 @@ class SubscriptionStore:
         ``relevance`` lists only alerts that have one (those stored before it existed do not).
         """
         sub_id = (await self.get(raw_id))["id"]
-        by_sub = qm.Filter(
-            must=[qm.FieldCondition(key="subscription_id", match=qm.MatchValue(value=sub_id))]
-        )
-
+        by_sub = matching(subscription_id=sub_id)
         key = SORT_KEYS[sort]
         alerts = await self.store.run(self._sorted_alerts_sync, by_sub, key, limit)
         return [alert_view(a) for a in alerts[:limit]]
 
-    def _sorted_alerts_sync(self, by_sub: qm.Filter, key: str, limit: int) -> list[dict[str, Any]]:
+    def _sorted_alerts_sync(self, by_sub: Filter, key: str, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` alerts with the highest ``key`` (those without one left out).
 
         A subscription has few alerts: scroll them by the filter alone and sort here. An
         ``order_by`` scroll reads the key of every alert of every subscription, which local
         mode does in Python; it is used only past ``ALERTS_SORTED_HERE`` alerts.
         """
-        records, offset = self.store.client.scroll(
-            self.alerts, scroll_filter=by_sub, limit=ALERTS_SORTED_HERE, with_payload=True
-        )
+        payloads, offset = self.alerts_table.page(by_sub, limit=ALERTS_SORTED_HERE)
         if offset is not None:
-            records, _ = self.store.client.scroll(
-                self.alerts,
-                scroll_filter=by_sub,
-                limit=limit,
-                with_payload=True,
-                order_by=qm.OrderBy(key=key, direction=qm.Direction.DESC),
-            )
+            payloads, _ = self.alerts_table.page(by_sub, limit=limit, order_by=key, descending=True)
         alerts = [
-            r.payload
-            for r in records
-            if r.payload
-            and isinstance(r.payload.get(key), int | float)
-            and not isinstance(r.payload.get(key), bool)
+            p
+            for p in payloads
+            if p and isinstance(p.get(key), int | float) and not isinstance(p.get(key), bool)
         ]
         alerts.sort(key=lambda a: (-float(a[key]), a.get("arxiv_id", "")))
         return alerts[:limit]

@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from qdrant_client import models as qm
 
 from services.core import metrics
 from services.core.errors import BadRecord, DependencyUnavailable, describe_validation_error
-from services.core.ids import content_digest, paper_point_id, sentence_point_id
+from services.core.ids import content_digest, sentence_point_id
 from services.core.retry import until_available
 from services.core.schemas import DeadLetter, Paper, clip
 from services.core.settings import Settings
@@ -25,6 +24,7 @@ from services.core.types import TextEncoder
 from services.embed.points import PaperSource, build_points, texts_of
 from services.embed.points import paper_vector as paper_vector  # benchmarks import it here
 from services.store.binding import Binding
+from services.store.points import set_paper_fields
 from services.store.vectorstore import VectorStore, published_ts
 
 log = logging.getLogger(__name__)
@@ -572,14 +572,4 @@ def relabel_paper(store: VectorStore, arxiv_id: str, payload: dict[str, Any]) ->
     """
     fields = {name: payload[name] for name in METADATA_FIELDS}
     fields["published_ts"] = published_ts(fields["published"])  # None: matched on published
-    store.client.set_payload(
-        store.sentences,
-        payload=fields,
-        points=qm.Filter(
-            must=[qm.FieldCondition(key="arxiv_id", match=qm.MatchValue(value=arxiv_id))]
-        ),
-        wait=True,
-    )
-    store.client.set_payload(
-        store.papers, payload=fields, points=[paper_point_id(arxiv_id)], wait=True
-    )
+    set_paper_fields(store, arxiv_id, fields)

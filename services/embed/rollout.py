@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from qdrant_client import models as qm
 
 from services.core import metrics
 from services.core.ids import NAMESPACE
@@ -25,8 +24,11 @@ from services.models.encoder import (
     pick_backend,
     pick_device,
 )
+from services.store import models as qm
 from services.store.binding import Binding
-from services.store.vectorstore import LEXICAL, Sparse, VectorStore
+from services.store.points import interest_page, lexical_of
+from services.store.tables import PayloadTable
+from services.store.vectorstore import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +53,21 @@ def collection_tag(update: ModelUpdate, backend: str = "torch") -> str:
 
 def register_model(store: VectorStore, update: ModelUpdate, tag: str) -> None:
     """Remember where a version's model lives, so every worker can load it (payload only)."""
-    name = registry_name(store)
-    if not store.client.collection_exists(name):
-        store.client.create_collection(name, vectors_config={})
-    store.client.upsert(
-        name,
-        points=[
-            qm.PointStruct(
-                id=str(uuid.uuid5(NAMESPACE, f"model:{tag}")),
-                vector={},
-                payload={**update.model_dump(mode="json"), "rolled_out_at": time.time()},
-            )
-        ],
-        wait=True,
-    )
+    table = PayloadTable(store, registry_name(store))
+    table.ensure()
+    table.put(registry_id(tag), {**update.model_dump(mode="json"), "rolled_out_at": time.time()})
 
 
 def model_path(store: VectorStore, version: str) -> str | None:
-    name = registry_name(store)
-    if not store.client.collection_exists(name):
+    table = PayloadTable(store, registry_name(store))
+    if not table.exists():
         return None
-    found = store.client.retrieve(name, ids=[str(uuid.uuid5(NAMESPACE, f"model:{version}"))])
-    return str(found[0].payload["path"]) if found and found[0].payload else None
+    found = table.get(registry_id(version))
+    return str(found["path"]) if found else None
+
+
+def registry_id(version: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"model:{version}"))
 
 
 def version_of(collection: str | None) -> str | None:
@@ -183,14 +178,7 @@ class Rollout:
         offset: Any = None
         carry = await old.run(old.has_lexical, "subscriptions")
         while True:
-            page, offset = await old.run(
-                old.client.scroll,
-                old.subscriptions,
-                limit=256,
-                offset=offset,
-                with_payload=True,
-                with_vectors=[LEXICAL] if carry else False,
-            )
+            page, offset = await old.run(interest_page, old, offset, 256, lexical=carry)
             if page:
                 texts = [normalise(str((r.payload or {}).get("text", ""))) for r in page]
                 vectors = await encoder.aencode(texts)
@@ -200,7 +188,7 @@ class Rollout:
                     [str(r.id) for r in page],
                     vectors,
                     [r.payload or {} for r in page],
-                    [_lexical_of(r) for r in page],
+                    [lexical_of(r) for r in page],
                 )
             if offset is None:
                 return
@@ -249,9 +237,3 @@ class Rollout:
             points.paper_lexical,
         )
         ROLLOUT_PAPERS.inc(len(papers))
-
-
-def _lexical_of(record: qm.Record) -> Sparse | None:
-    vector = record.vector
-    found = vector.get(LEXICAL) if isinstance(vector, dict) else None
-    return (list(found.indices), list(found.values)) if isinstance(found, qm.SparseVector) else None

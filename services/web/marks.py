@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import uuid
 
-from qdrant_client import models as qm
-
 from services.alerts.feedback import by_subscription
 from services.core.ids import NAMESPACE
 from services.core.schemas import utcnow
 from services.store.binding import Binding
+from services.store.tables import PayloadTable
 
 MAX_LISTED = 10_000
 
@@ -25,35 +24,20 @@ class ReadMarks:
     def __init__(self, binding: Binding) -> None:
         self.binding = binding
         self.name = f"{binding.store.settings.collection_prefix}_read"
+        self.table = PayloadTable(lambda: binding.store, self.name, keyword=["subscription_id"])
 
     def ensure_sync(self) -> None:
-        client = self.binding.store.client
-        if not client.collection_exists(self.name):
-            client.create_collection(self.name, vectors_config={})
-            client.create_payload_index(self.name, "subscription_id", qm.PayloadSchemaType.KEYWORD)
+        self.table.ensure()
 
     def mark_sync(self, subscription_id: str, arxiv_id: str) -> None:
-        point = qm.PointStruct(
-            id=str(uuid.uuid5(NAMESPACE, f"read:{subscription_id}:{arxiv_id}")),
-            vector={},
-            payload={
-                "subscription_id": subscription_id,
-                "arxiv_id": arxiv_id,
-                "at": utcnow().isoformat(),
-            },
+        self.table.put(
+            str(uuid.uuid5(NAMESPACE, f"read:{subscription_id}:{arxiv_id}")),
+            {"subscription_id": subscription_id, "arxiv_id": arxiv_id, "at": utcnow().isoformat()},
         )
-        self.binding.store.client.upsert(self.name, [point], wait=True)
 
     def read_sync(self, subscription_id: str) -> set[str]:
-        records, _ = self.binding.store.client.scroll(
-            self.name,
-            scroll_filter=by_subscription([subscription_id]),
-            limit=MAX_LISTED,
-            with_payload=True,
-        )
-        return {str((r.payload or {}).get("arxiv_id")) for r in records}
+        payloads, _ = self.table.page(by_subscription([subscription_id]), limit=MAX_LISTED)
+        return {str(p.get("arxiv_id")) for p in payloads}
 
     def delete_sync(self, subscription_id: str) -> None:
-        self.binding.store.client.delete(
-            self.name, qm.FilterSelector(filter=by_subscription([subscription_id])), wait=True
-        )
+        self.table.delete_where(by_subscription([subscription_id]))
