@@ -25,7 +25,7 @@ from trainer.data import DEFAULT_MINING, MINING_STRATEGIES
 from trainer.pipeline import TrainOptions, run_training
 from trainer.registry import slug
 from trainer.static import STATIC_BATCH_SIZE, STATIC_DIM, STATIC_EPOCHS, STATIC_LR
-from trainer.train import TrainConfig
+from trainer.train import CHECKPOINT_EVERY, TrainConfig
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -144,6 +144,21 @@ def default_name(base: str) -> str:
 @click.option(
     "--threads", type=click.IntRange(min=1), help="CPU threads for torch. Default: torch's choice."
 )
+@click.option(
+    "--checkpoint-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save the training state here every --save-steps steps (the last 2 kept); the same "
+    "command run again with the same folder resumes from the newest checkpoint (for long CPU "
+    "runs that get interrupted). Default: no checkpoints, a temporary work folder.",
+)
+@click.option(
+    "--save-steps",
+    type=click.IntRange(min=1),
+    default=CHECKPOINT_EVERY,
+    show_default=True,
+    help="Steps between two checkpoints with --checkpoint-dir (rounded up to a multiple of "
+    "the loss-logging interval).",
+)
 def train(
     architecture: str,
     papers: Path | None,
@@ -169,12 +184,17 @@ def train(
     no_promote: bool,
     publish: bool | None,
     threads: int | None,
+    checkpoint_dir: Path | None,
+    save_steps: int,
 ) -> None:
     """Fine-tune, evaluate, version and promote a sentence model.
 
     It mines training pairs from astro-ph papers, evaluates the base and the fine-tuned model
     on later-dated papers, writes a version directory and promotes it only if it beats the
     current model. It prints the new model directory as the last line of standard output.
+
+    A long run given --checkpoint-dir can be stopped at any time: the same command resumes it
+    from its newest checkpoint.
 
     \b
     Example: astrostream train --papers papers.jsonl.gz --max-steps 60 --out /tmp/models
@@ -183,11 +203,16 @@ def train(
         raise click.UsageError("give exactly one of --papers or --pairs")
     if force and no_promote:
         raise click.UsageError("--force and --no-promote contradict each other")
+    context = click.get_current_context()
+    if checkpoint_dir is None and context.get_parameter_source("save_steps") not in (
+        ParameterSource.DEFAULT,
+        None,
+    ):
+        raise click.UsageError("--save-steps needs --checkpoint-dir")
     static = architecture == "static"
     if static and papers is None:
         raise click.UsageError("--architecture static mines its pairs from --papers")
     if static:
-        context = click.get_current_context()
 
         def unset(name: str) -> bool:
             return context.get_parameter_source(name) == ParameterSource.DEFAULT
@@ -229,6 +254,8 @@ def train(
         exclude_half=exclude_authors,  # type: ignore[arg-type]
         max_pairs=max_pairs,
         embedding_dim=embedding_dim,
+        checkpoint_dir=checkpoint_dir,
+        save_steps=save_steps,
     )
     try:
         # Libraries print progress and logs on stdout; keep it for the result path alone.

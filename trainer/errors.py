@@ -15,3 +15,7 @@ class TrainingDataError(TrainerError):
 
 class BaseModelError(TrainerError):
     """The base model (or the current model to compare against) cannot be loaded."""
+
+
+class CheckpointError(TrainerError):
+    """A checkpoint folder belongs to another run or cannot be used."""

@@ -48,7 +48,14 @@ from trainer.registry import (
     staging_dir,
 )
 from trainer.static import STATIC_DIM, Half, build_static_model, half_filter, static_pairs
-from trainer.train import TrainConfig, fine_tune, load_model, plot_loss
+from trainer.train import (
+    CHECKPOINT_EVERY,
+    Checkpoints,
+    TrainConfig,
+    fine_tune,
+    load_model,
+    plot_loss,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -87,10 +94,27 @@ class TrainOptions:
     exclude_half: Half | None = None
     max_pairs: int | None = None
     embedding_dim: int = STATIC_DIM
+    checkpoint_dir: Path | None = None
+    save_steps: int = CHECKPOINT_EVERY
 
     @property
     def static(self) -> bool:
         return self.architecture == "static"
+
+    def checkpoints(self) -> Checkpoints | None:
+        """Where the run saves and resumes its training state (``--checkpoint-dir``), if anywhere.
+
+        The identity names what else makes it the same run: the same base model (or the same
+        static architecture and size); the options and the pairs are checked by ``fine_tune``.
+        """
+        if self.checkpoint_dir is None:
+            return None
+        identity: dict[str, Any] = {"architecture": self.architecture}
+        if self.static:
+            identity["embedding_dim"] = self.embedding_dim
+        else:
+            identity["base"] = self.base
+        return Checkpoints(self.checkpoint_dir, self.save_steps, identity)
 
 
 @dataclass
@@ -296,6 +320,7 @@ def _train_args(opts: TrainOptions, version: str, n_pairs: int) -> dict[str, Any
         "cutoff": opts.cutoff.isoformat() if opts.cutoff else None,
         "exclude_author_half": opts.exclude_half,
         "max_pairs": opts.max_pairs,
+        "checkpoint_dir": str(opts.checkpoint_dir) if opts.checkpoint_dir else None,
         "embedding_dim": opts.embedding_dim if opts.static else None,
         "eval_papers": opts.eval_papers or default_eval_papers(),
         "eval_fraction": opts.eval_fraction,
@@ -340,7 +365,7 @@ def run_training(opts: TrainOptions, settings: Settings) -> RunResult:
     registry = Registry(opts.out)
     registry.entries()  # fail now, not after training, when registry.json is broken
     with tempfile.TemporaryDirectory(prefix="astro-train-") as work:
-        result = fine_tune(model, data.pairs, opts.config, Path(work))
+        result = fine_tune(model, data.pairs, opts.config, Path(work), opts.checkpoints())
     version = new_version(opts.out, opts.name)
     dirname = f"{opts.name}-{version}"
     tuned = evaluate(model, data.eval_set, label="fine-tuned")
@@ -390,7 +415,13 @@ def run_training(opts: TrainOptions, settings: Settings) -> RunResult:
             [
                 *data.description,
                 f"Training: {result.steps} steps in {result.runtime_s:.0f} s "
-                f"on {result.device} ({result.precision}), mean loss {result.train_loss:.4f}.",
+                f"on {result.device} ({result.precision}), mean loss {result.train_loss:.4f}"
+                + (
+                    f"; resumed from a checkpoint at step {result.resumed_from} (the time "
+                    "counts every session)."
+                    if result.resumed_from
+                    else "."
+                ),
             ],
             promotion,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -261,3 +262,61 @@ def test_static_architecture_trains_a_model_the_encoder_loads(tmp_path: Path) ->
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     finally:
         encoder.close()
+
+
+def test_a_rerun_resumes_from_the_newest_checkpoint(
+    tiny_bert: Path, papers_file: Path, tmp_path: Path
+) -> None:
+    """``--checkpoint-dir``: a run cut short after its step-2 checkpoint, run again with the same
+    command, resumes at step 2 (not 0) and ends with the weights and the loss log of the
+    uninterrupted run; the folder refuses a run with other options."""
+    from sentence_transformers import SentenceTransformer
+
+    out, checkpoints = tmp_path / "models", tmp_path / "checkpoints"
+    command: list[str | Path] = [
+        "--papers", papers_file, "--base", tiny_bert, "--name", "tiny", "--out", out,
+        "--max-steps", "4", "--batch-size", "8", "--eval-papers", "8", "--threads", "1",
+        "--no-promote", "--checkpoint-dir", checkpoints, "--save-steps", "2",
+    ]  # fmt: skip
+    whole = run_train(*command)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    assert "no checkpoint yet: a fresh run" in whole.stderr
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == [
+        "checkpoint-2",
+        "checkpoint-4",  # the last step is saved too
+    ]
+    state = json.loads((checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
+    losses = [(e["step"], e["loss"]) for e in state["log_history"] if "loss" in e]
+    assert [step for step, _ in losses] == [1, 2, 3, 4]
+    clock = json.loads((checkpoints / "checkpoint-4" / "astrostream-clock.json").read_text())
+    assert clock["seconds"] > 0
+
+    # Killed after the step-2 checkpoint: only that one is left.
+    shutil.rmtree(checkpoints / "checkpoint-4")
+    resumed = run_train(*command)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from checkpoint-2" in resumed.stderr
+    assert re.search(r"Loading SentenceTransformer model from \S+/checkpoint-2\b", resumed.stderr)
+    # Only steps 3 and 4 are trained (and log their loss) in the second session.
+    assert (whole.stderr.count("{'loss'"), resumed.stderr.count("{'loss'")) == (4, 2)
+    first, second = (Path(p.stdout.strip().splitlines()[-1]) for p in (whole, resumed))
+    metrics = json.loads((second / "metrics.json").read_text())
+    assert (metrics["train"]["steps"], metrics["train"]["resumed_from"]) == (4, 2)
+    before = json.loads((first / "metrics.json").read_text())["train"]
+    assert before["resumed_from"] == 0
+    # The mean loss counts the steps of both sessions, as the uninterrupted run's does.
+    assert metrics["train"]["train_loss"] == pytest.approx(before["train_loss"], rel=1e-4)
+    assert "resumed from a checkpoint at step 2" in (second / "README.md").read_text()
+    state = json.loads((checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
+    again = [(e["step"], e["loss"]) for e in state["log_history"] if "loss" in e]
+    assert [s for s, _ in again] == [1, 2, 3, 4]  # steps 1-2 from the checkpoint's log
+    assert np.allclose([v for _, v in again], [v for _, v in losses], rtol=1e-5)
+    text = ["A galaxy cluster at z=0.5.", "Dust in protoplanetary discs."]
+    a = SentenceTransformer(str(first), device="cpu").encode(text)
+    b = SentenceTransformer(str(second), device="cpu").encode(text)
+    assert np.allclose(a, b, atol=1e-5)  # the same weights as the uninterrupted run
+
+    other = run_train(*command, "--lr", "1e-4")
+    assert other.returncode == 1
+    assert "belongs to another run (differs in: config.lr)" in other.stderr
+    assert "Traceback" not in other.stderr

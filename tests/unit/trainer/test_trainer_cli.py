@@ -21,6 +21,8 @@ from trainer.cli import train
         (["--architecture", "static", "--pairs", "b.csv"], "static mines its pairs from --papers"),
         (["--papers", "a.jsonl", "--cutoff", "1 Dec 2025"], "--cutoff"),
         (["--papers", "a.jsonl", "--exclude-authors", "all"], "'all' is not one of"),
+        (["--papers", "a.jsonl", "--save-steps", "10"], "--save-steps needs --checkpoint-dir"),
+        (["--papers", "a.jsonl", "--checkpoint-dir", "c", "--save-steps", "0"], "--save-steps"),
     ],
 )
 def test_usage_errors(args: list[str], message: str) -> None:
@@ -44,3 +46,5 @@ def test_help_lists_the_seed_defaults() -> None:
     assert result.exit_code == 0
     for default in ("default: 8.0", "default: 32", "default: 5e-05", "default: 42", "default: 256"):
         assert default in result.output
+    text = " ".join(result.output.split())
+    assert "--checkpoint-dir DIRECTORY" in text and "resumes from the newest checkpoint" in text
