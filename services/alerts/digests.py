@@ -30,11 +30,13 @@ from pydantic import BaseModel, ConfigDict
 
 from services.alerts.access import feed_url, unsubscribe_url
 from services.alerts.mail import SmtpConfig, digest_message, send_sync
+from services.alerts.records import per_subscription
 from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.core.clock import utcnow
 from services.core.settings import Settings
 from services.store import models as qm
 from services.store.tables import PayloadTable
+from services.store.vectorstore import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,13 @@ class DigestState(BaseModel):
 
 def digests_collection(settings: Settings) -> str:
     return f"{settings.collection_prefix}_digests"
+
+
+@per_subscription("digest state")
+def forget_digest_state(store: VectorStore, subscription_id: str) -> None:
+    table = PayloadTable(store, digests_collection(store.settings))
+    if table.exists():
+        table.delete([subscription_id])
 
 
 class Digester:

@@ -4,6 +4,8 @@ Who may do what (services.alerts.access): the operator token reaches everything;
 secret (``Authorization: Bearer <secret>``) reaches that owner's subscriptions; anyone may
 create one (a new owner secret is minted and returned once). For everything else about a
 subscription, a caller that may not see it gets the same 404 as for an unknown id.
+Creating, changing and deleting go through the one lifecycle
+(:class:`services.alerts.lifecycle.SubscriptionService`), as the web app's do.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from services.alerts.access import Caller, bearer, caller_of, feed_token_ok, fee
 from services.alerts.feed import CONTENT_TYPE as ATOM_TYPE
 from services.alerts.feed import atom_feed
 from services.alerts.feedback import FeedbackStore, parse_feedback
-from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
-from services.alerts.ranking import delete_stored_sync
+from services.alerts.hook import MAX_ALERTS_LIMIT
+from services.alerts.lifecycle import SubscriptionService
+from services.alerts.request import parse_request
 from services.alerts.subscriptions import (
     AlertSort,
     SubscriptionMeta,
     SubscriptionStore,
-    parse_request,
     request_body,
 )
 from services.core.errors import InvalidRequest, NotFound, UnknownPaper
@@ -89,7 +91,7 @@ class SubscriptionView(JsonView):
 
 def register_subscriptions(
     app: faust.App,
-    subs: SubscriptionStore,
+    service: SubscriptionService,
     feedback: FeedbackStore,
     token: SecretStr | None,
     allow_private: bool,
@@ -100,12 +102,10 @@ def register_subscriptions(
     class Base(SubscriptionView):
         pass
 
+    subs = service.subs
     Base.subs = subs
     Base.operator_token = token.get_secret_value() if token is not None else None
     Base.public_base = public_base.rstrip("/")
-
-    async def count() -> None:
-        SUBSCRIPTIONS.set(await subs.store.run(subs.count_sync))
 
     @app.page("/subscriptions", name="subscriptions")
     class Subscriptions(Base):
@@ -146,10 +146,9 @@ def register_subscriptions(
             else:
                 minted = owners.mint_secret()
                 owner = owners.owner_id(minted)
-            created = await subs.create(
+            created = await service.create(
                 parse_request(await self.json_body(request)), allow_private, owner=owner
             )
-            await count()
             meta = await subs.get_meta(created["id"])
             body = {**created, "feed_url": feed_url(self.public_base, meta)}
             if minted is not None:
@@ -230,7 +229,7 @@ def register_subscriptions(
 
         async def post(self, request: Any, subscription_id: str) -> Any:
             meta = await self.capability(request, subscription_id)
-            await subs.set_digest(meta.id, "off")
+            await service.set_digest(meta.id, "off")
             title = html.escape(meta.name or "this subscription")
             return _html(f"<h1>Unsubscribed</h1><p>No more e-mails for {title}.</p>")
 
@@ -240,7 +239,7 @@ def register_subscriptions(
 
         async def post(self, request: Any, subscription_id: str) -> Any:
             meta = await self.authorised(request, subscription_id)
-            new = await subs.rotate_feed_token(meta.id)
+            new = await service.rotate_feed_token(meta.id)
             rotated = meta.model_copy(update={"feed_token": new})
             return self.json(
                 {"id": meta.id, "feed_token": new, "feed_url": feed_url(self.public_base, rotated)}
@@ -257,7 +256,7 @@ def register_subscriptions(
             """Replace what the subscription asks for (the whole request body)."""
             meta = await self.authorised(request, subscription_id)
             body = await self.json_body(request)
-            updated = await subs.update(meta.id, parse_request(body), allow_private)
+            updated = await service.update(meta.id, parse_request(body), allow_private)
             return self.json({**updated, "feed_url": feed_url(self.public_base, meta)})
 
         async def patch(self, request: Any, subscription_id: str) -> Any:
@@ -267,13 +266,9 @@ def register_subscriptions(
             if not isinstance(body, dict):
                 raise InvalidRequest(f"body must be a JSON object, got {type(body).__name__}")
             merged = {**request_body(meta), **body}
-            updated = await subs.update(meta.id, parse_request(merged), allow_private)
+            updated = await service.update(meta.id, parse_request(merged), allow_private)
             return self.json({**updated, "feed_url": feed_url(self.public_base, meta)})
 
         async def delete(self, request: Any, subscription_id: str) -> Any:
             meta = await self.authorised(request, subscription_id)
-            deleted = await subs.delete(meta.id)
-            await subs.store.run(feedback.delete_sync, deleted["deleted"])
-            await subs.store.run(delete_stored_sync, subs.store, deleted["deleted"])
-            await count()
-            return self.json(deleted)
+            return self.json(await service.delete(meta.id))

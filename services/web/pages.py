@@ -3,7 +3,9 @@
 Handlers are plain aiohttp handlers wrapped by :meth:`Pages.route`, which answers every
 domain error with an HTML page of the right status (404 for a subscription that is not
 yours, as for one that does not exist) and counts requests like the JSON views do. Every
-POST passes :meth:`Pages.form`: same-origin check and CSRF token, else 403.
+POST passes :meth:`Pages.form`: same-origin check and CSRF token, else 403. Creating,
+changing and deleting go through the one lifecycle
+(:class:`services.alerts.lifecycle.SubscriptionService`), as the API's do.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from services.alerts.feedback import FeedbackStore, parse_feedback
-from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
+from services.alerts.hook import MAX_ALERTS_LIMIT
+from services.alerts.lifecycle import SubscriptionService
+from services.alerts.marks import ReadMarks
 from services.alerts.owners import MIN_SECRET_CHARS, is_owner, mint_secret, owner_id
-from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore, parse_request
+from services.alerts.request import parse_request
+from services.alerts.subscriptions import SubscriptionMeta
 from services.core import metrics
 from services.core.errors import (
     AstrostreamError,
@@ -36,7 +41,6 @@ from services.http.params import int_param
 from services.http.reads import Reads
 from services.web import present
 from services.web.forms import empty_values, features, form_values, request_body
-from services.web.marks import ReadMarks
 from services.web.security import (
     COOKIE_MAX_AGE_S,
     CSRF_COOKIE,
@@ -71,7 +75,8 @@ class Pages:
     """Everything the pages need, and the routes.
 
     Args:
-        subs, feedback, marks, reads: the stores the JSON API uses too.
+        service: creates, changes and deletes subscriptions (``service.subs`` reads them).
+        feedback, marks, reads: the stores the JSON API uses too.
         readiness: the worker's readiness check (problems by component).
         key: the CSRF key (:func:`services.web.security.server_key`).
         allow_private: whether webhooks may point to private addresses.
@@ -81,7 +86,7 @@ class Pages:
     def __init__(
         self,
         *,
-        subs: SubscriptionStore,
+        service: SubscriptionService,
         feedback: FeedbackStore,
         marks: ReadMarks,
         reads: Reads,
@@ -91,7 +96,8 @@ class Pages:
         public_url: str | None = None,
         roles: frozenset[str] = frozenset(),
     ) -> None:
-        self.subs = subs
+        self.service = service
+        self.subs = service.subs
         self.feedback = feedback
         self.marks = marks
         self.reads = reads
@@ -300,7 +306,7 @@ class Pages:
         minted = self.secret(request) is None
         secret = self.secret(request) or mint_secret()
         try:
-            created = await self.subs.create(
+            created = await self.service.create(
                 parse_request(request_body(form)), self.allow_private, owner=owner_id(secret)
             )
         except UnknownPaper as exc:
@@ -311,7 +317,6 @@ class Pages:
             return self.home_page(request, await self.mine(request), values, [message], status=422)
         except InvalidRequest as exc:
             return self.home_page(request, await self.mine(request), values, [str(exc)], status=400)
-        SUBSCRIPTIONS.set(await self.subs.store.run(self.subs.count_sync))
         titles = await self.titles(created["arxiv_ids"])
         if minted:  # the new owner's page renders with the new key's token
             request[TOKEN_OWNER] = owner_id(secret)
@@ -457,7 +462,7 @@ class Pages:
         ):  # set through the API; the form does not show it, so keep it (and its secret)
             body["webhook"] = meta.webhook.url
         try:
-            await self.subs.update(meta.id, parse_request(body), self.allow_private)
+            await self.service.update(meta.id, parse_request(body), self.allow_private)
         except InvalidRequest as exc:
             return self.render(
                 request,
@@ -475,7 +480,7 @@ class Pages:
     async def new_feed_link(self, request: web.Request) -> web.StreamResponse:
         meta = await self.owned(request)
         await self.form(request)
-        await self.subs.rotate_feed_token(meta.id)
+        await self.service.rotate_feed_token(meta.id)
         return self.redirect(f"/app/subscriptions/{meta.id}#feed")
 
     async def confirm(self, request: web.Request) -> web.StreamResponse:
@@ -485,11 +490,7 @@ class Pages:
     async def delete(self, request: web.Request) -> web.StreamResponse:
         meta = await self.owned(request)
         await self.form(request)
-        deleted = (await self.subs.delete(meta.id))["deleted"]
-        store = self.subs.store
-        await store.run(self.feedback.delete_sync, deleted)
-        await store.run(self.marks.delete_sync, deleted)
-        SUBSCRIPTIONS.set(await store.run(self.subs.count_sync))
+        await self.service.delete(meta.id)
         return self.redirect("/")
 
     # reading ---------------------------------------------------------------
@@ -556,7 +557,7 @@ class Pages:
 def register_web(
     app: web.Application,
     *,
-    subs: SubscriptionStore,
+    service: SubscriptionService,
     feedback: FeedbackStore,
     reads: Reads,
     readiness: Callable[[], Awaitable[dict[str, str]]],
@@ -566,10 +567,10 @@ def register_web(
     roles: frozenset[str] = frozenset(),
 ) -> Pages:
     """Serve the pages on ``app`` (the worker's aiohttp application; api role)."""
-    marks = ReadMarks(subs.binding)
+    marks = ReadMarks(service.subs.binding)
     marks.ensure_sync()
     pages = Pages(
-        subs=subs,
+        service=service,
         feedback=feedback,
         marks=marks,
         reads=reads,
