@@ -300,4 +300,12 @@ class Digester:
         return DigestState(subscription_id=sub_id)
 
     def put_state_sync(self, state: DigestState) -> None:
+        """Write the state, unless the subscription was deleted since this round read it.
+
+        A round reads the subscriptions once, then works through them: without the check, a
+        subscription deleted meanwhile would get its digest state back. (The check and the
+        write run in one call on the store's one thread, as a delete does.)
+        """
+        if not self.subs.meta_table.get(state.subscription_id):
+            return
         self.table.put(state.subscription_id, state.model_dump(mode="json"))
