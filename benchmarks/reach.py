@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from services.alerts import lexicon, matcher  # noqa: E402
 from services.alerts.hook import AlertMatcher  # noqa: E402
-from services.alerts.subscriptions import DEFAULT_THRESHOLD, Interest, SubscriptionStore  # noqa: E402
+from services.alerts.request import DEFAULT_THRESHOLD  # noqa: E402
+from services.alerts.subscriptions import Interest, SubscriptionStore  # noqa: E402
 from services.core.ids import interest_point_id  # noqa: E402
 from services.core.lexical import sparse, sublinear_tf, term_counts  # noqa: E402
 from services.core.settings import load_settings  # noqa: E402

@@ -30,8 +30,10 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from services.alerts.feedback import FeedbackStore
+from services.alerts.lifecycle import SubscriptionService
 from services.alerts.owners import mint_secret, owner_id
-from services.alerts.subscriptions import SubscriptionStore, parse_request
+from services.alerts.request import parse_request
+from services.alerts.subscriptions import SubscriptionStore
 from services.core.ids import alert_id, paper_point_id, sentence_point_id
 from services.core.settings import load_settings
 from services.core.text import sentences_for_embedding
@@ -169,6 +171,7 @@ class Site:
         binding = Binding(self.encoder, self.store)
         self.subs = SubscriptionStore(binding)
         self.subs.ensure_sync()
+        self.service = SubscriptionService(self.subs)
         self.feedback = FeedbackStore(binding)
         self.feedback.ensure_sync()
         self.app = web.Application(**web_application_options())
@@ -178,7 +181,7 @@ class Site:
 
         self.pages: Pages = register_web(
             self.app,
-            subs=self.subs,
+            service=self.service,
             feedback=self.feedback,
             reads=Reads(binding),
             readiness=ready,
@@ -188,7 +191,7 @@ class Site:
         )
 
     async def subscribe(self, secret: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self.subs.create(parse_request(body), False, owner=owner_id(secret))
+        return await self.service.create(parse_request(body), False, owner=owner_id(secret))
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

@@ -142,3 +142,29 @@ def authored_papers() -> list[dict[str, object]]:
                 }
             )
     return out
+
+
+def records_naming(client: Any, ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per id, the collections that hold points naming it, and how many points each.
+
+    Every collection of the store, whatever its name (not a hand-kept list), every point: an
+    id names a point when its hex or dashed form is the point's id or occurs anywhere in its
+    payload. ``client`` is a QdrantClient or the embedded engine's client.
+    """
+    forms = {i: {uuid.UUID(i).hex, str(uuid.UUID(i))} for i in ids}
+    found: dict[str, dict[str, int]] = {i: {} for i in ids}
+    for collection in client.get_collections().collections:
+        name = collection.name
+        offset = None
+        while True:
+            page, offset = client.scroll(
+                name, limit=256, offset=offset, with_payload=True, with_vectors=False
+            )
+            for point in page:
+                text = f"{point.id} {json.dumps(point.payload, sort_keys=True)}"
+                for i, names in forms.items():
+                    if any(form in text for form in names):
+                        found[i][name] = found[i].get(name, 0) + 1
+            if offset is None:
+                break
+    return found

@@ -30,11 +30,13 @@ from pydantic import BaseModel, ConfigDict
 
 from services.alerts.access import feed_url, unsubscribe_url
 from services.alerts.mail import SmtpConfig, digest_message, send_sync
+from services.alerts.records import per_subscription
 from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.core.clock import utcnow
 from services.core.settings import Settings
 from services.store import models as qm
 from services.store.tables import PayloadTable
+from services.store.vectorstore import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,13 @@ class DigestState(BaseModel):
 
 def digests_collection(settings: Settings) -> str:
     return f"{settings.collection_prefix}_digests"
+
+
+@per_subscription("digest state")
+def forget_digest_state(store: VectorStore, subscription_id: str) -> None:
+    table = PayloadTable(store, digests_collection(store.settings))
+    if table.exists():
+        table.delete([subscription_id])
 
 
 class Digester:
@@ -291,4 +300,12 @@ class Digester:
         return DigestState(subscription_id=sub_id)
 
     def put_state_sync(self, state: DigestState) -> None:
+        """Write the state, unless the subscription was deleted since this round read it.
+
+        A round reads the subscriptions once, then works through them: without the check, a
+        subscription deleted meanwhile would get its digest state back. (The check and the
+        write run in one call on the store's one thread, as a delete does.)
+        """
+        if not self.subs.meta_table.get(state.subscription_id):
+            return
         self.table.put(state.subscription_id, state.model_dump(mode="json"))

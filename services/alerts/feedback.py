@@ -14,19 +14,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from services.alerts.records import per_subscription
 from services.core.errors import InvalidRequest, describe_validation_error
 from services.core.ids import NAMESPACE
 from services.core.schemas import split_arxiv_id, utcnow
 from services.store.binding import Binding
 from services.store.models import Filter, matching
 from services.store.tables import PayloadTable
+from services.store.vectorstore import VectorStore
 
 Label = Literal["relevant", "not_relevant"]
 MAX_LISTED = 10_000
 
 
-def feedback_collection(binding: Binding) -> str:
-    return f"{binding.store.settings.collection_prefix}_feedback"
+def feedback_collection(store: VectorStore) -> str:
+    return f"{store.settings.collection_prefix}_feedback"
 
 
 def feedback_id(subscription_id: str, arxiv_id: str) -> str:
@@ -75,7 +77,7 @@ class FeedbackStore:
 
     def __init__(self, binding: Binding) -> None:
         self.binding = binding
-        self.name = feedback_collection(binding)
+        self.name = feedback_collection(binding.store)
         self.table = PayloadTable(lambda: binding.store, self.name, keyword=["subscription_id"])
 
     def ensure_sync(self) -> None:
@@ -113,8 +115,12 @@ class FeedbackStore:
             muted.setdefault(str(payload["subscription_id"]), set()).add(str(payload["arxiv_id"]))
         return muted
 
-    def delete_sync(self, subscription_id: str) -> None:
-        self.table.delete_where(by_subscription([subscription_id]))
+
+@per_subscription("feedback")
+def forget_feedback(store: VectorStore, subscription_id: str) -> None:
+    table = PayloadTable(store, feedback_collection(store))
+    if table.exists():
+        table.delete_where(by_subscription([subscription_id]))
 
 
 def view(payload: dict[str, Any]) -> dict[str, Any]:

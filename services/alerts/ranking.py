@@ -36,6 +36,7 @@ from services.alerts import model as submodel
 from services.alerts.dense import StaticModel
 from services.alerts.feedback import FeedbackStore
 from services.alerts.matcher import CorpusStats, term_counts, tfidf
+from services.alerts.records import per_subscription
 from services.alerts.subscriptions import SubscriptionMeta
 from services.core.ids import NAMESPACE
 from services.store.points import sentence_page
@@ -63,6 +64,7 @@ def models_collection(store: VectorStore) -> str:
     return f"{store.settings.collection_prefix}_subscription_models"
 
 
+@per_subscription("models")
 def delete_stored_sync(store: VectorStore, subscription_id: str) -> None:
     """Forget a deleted subscription's stored model (blocking)."""
     table = PayloadTable(store, models_collection(store))

@@ -74,9 +74,17 @@ def delete_interest_points(store: VectorStore, point_ids: Sequence[str]) -> None
 
 
 def delete_interests(store: VectorStore, subscription_id: str) -> None:
-    """Remove every interest point of one subscription (it is matched no more)."""
-    where = matching(subscription_id=subscription_id)
-    store.client.delete(store.subscriptions, qm.FilterSelector(filter=where), wait=True)
+    """Remove every interest point of one subscription, in every model version's collection.
+
+    The live version's first (it is matched no more); then the versions a rollout left
+    behind or is filling, so no collection keeps the vectors of a deleted subscription.
+    """
+    where = qm.FilterSelector(filter=matching(subscription_id=subscription_id))
+    store.client.delete(store.subscriptions, where, wait=True)
+    others = f"{store.alias('subscriptions')}__"
+    for found in store.client.get_collections().collections:
+        if found.name.startswith(others) and found.name != store.subscriptions:
+            store.client.delete(found.name, where, wait=True)
 
 
 def interests_by_id(

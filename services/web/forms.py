@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from services.alerts.subscriptions import DEFAULT_THRESHOLD, SubscriptionRequest
+from services.alerts.request import DEFAULT_THRESHOLD, SubscriptionRequest
 
 LIST_FIELDS = ("queries", "arxiv_ids", "categories", "include_terms", "exclude_terms", "authors")
 # Queries and authors may hold commas ("Smith, J."): one item a line. The others split on

@@ -1,77 +1,50 @@
 """The web app's routes: ``/`` and pages under ``/app/`` on the worker's aiohttp server.
 
-Handlers are plain aiohttp handlers wrapped by :meth:`Pages.route`, which answers every
-domain error with an HTML page of the right status (404 for a subscription that is not
-yours, as for one that does not exist) and counts requests like the JSON views do. Every
-POST passes :meth:`Pages.form`: same-origin check and CSRF token, else 403.
+Handlers are plain aiohttp handlers wrapped by ``route``, which answers every domain error
+with an HTML page of the right status (404 for a subscription that is not yours, as for one
+that does not exist) and counts requests like the JSON views do. Every POST passes ``form``:
+same-origin check and CSRF token, else 403 (both in ``services.web.plumbing``). Creating,
+changing and deleting go through the one lifecycle
+(:class:`services.alerts.lifecycle.SubscriptionService`), as the API's do.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from services.alerts.feedback import FeedbackStore, parse_feedback
-from services.alerts.hook import MAX_ALERTS_LIMIT, SUBSCRIPTIONS
+from services.alerts.hook import MAX_ALERTS_LIMIT
+from services.alerts.lifecycle import SubscriptionService
+from services.alerts.marks import ReadMarks
 from services.alerts.owners import MIN_SECRET_CHARS, is_owner, mint_secret, owner_id
-from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore, parse_request
-from services.core import metrics
-from services.core.errors import (
-    AstrostreamError,
-    DependencyUnavailable,
-    InvalidRequest,
-    NotFound,
-    UnknownPaper,
-)
+from services.alerts.request import parse_request
+from services.alerts.subscriptions import SubscriptionMeta
+from services.core.errors import InvalidRequest, NotFound, UnknownPaper
 from services.http.params import int_param
 from services.http.reads import Reads
 from services.web import present
 from services.web.forms import empty_values, features, form_values, request_body
-from services.web.marks import ReadMarks
-from services.web.security import (
-    COOKIE_MAX_AGE_S,
-    CSRF_COOKIE,
-    OWNER_COOKIE,
-    csrf_ok,
-    csrf_token,
-    is_https,
-    new_nonce,
-    same_origin,
-    server_key,
-)
+from services.web.plumbing import MAX_SECRET_CHARS, TOKEN_OWNER, Plumbing
+from services.web.security import OWNER_COOKIE, server_key
 from services.web.status import lag_summary
-
-log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 PAGE_SIZE = 20
-MAX_SECRET_CHARS = 256
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# Per request: this browser's CSRF nonce, whether it is new (set its cookie), and the owner a
-# page's token is for when the request itself just minted the key.
-NONCE = web.RequestKey("csrf_nonce", str)
-NONCE_NEW = web.RequestKey("csrf_new", bool)
-TOKEN_OWNER = web.RequestKey("csrf_owner", str)
 
 
-class Forbidden(AstrostreamError):
-    """A POST without a valid CSRF token, or from another site."""
-
-
-class Pages:
+class Pages(Plumbing):
     """Everything the pages need, and the routes.
 
     Args:
-        subs, feedback, marks, reads: the stores the JSON API uses too.
+        service: creates, changes and deletes subscriptions (``service.subs`` reads them).
+        feedback, marks, reads: the stores the JSON API uses too.
         readiness: the worker's readiness check (problems by component).
         key: the CSRF key (:func:`services.web.security.server_key`).
         allow_private: whether webhooks may point to private addresses.
@@ -81,7 +54,7 @@ class Pages:
     def __init__(
         self,
         *,
-        subs: SubscriptionStore,
+        service: SubscriptionService,
         feedback: FeedbackStore,
         marks: ReadMarks,
         reads: Reads,
@@ -91,7 +64,8 @@ class Pages:
         public_url: str | None = None,
         roles: frozenset[str] = frozenset(),
     ) -> None:
-        self.subs = subs
+        self.service = service
+        self.subs = service.subs
         self.feedback = feedback
         self.marks = marks
         self.reads = reads
@@ -127,129 +101,6 @@ class Pages:
         r.add_get("/app/papers/{arxiv_id:.+}", self.route("web_paper", self.paper))
         r.add_get("/app/status", self.route("web_status", self.status))
         r.add_static("/app/static", STATIC, append_version=False)
-
-    # plumbing --------------------------------------------------------------
-    def route(self, name: str, handler: Handler) -> Handler:
-        """``handler`` with errors as HTML pages and the request counted under ``name``."""
-
-        async def run(request: web.Request) -> web.StreamResponse:
-            started = time.perf_counter()
-            try:
-                response = await handler(request)
-            except Forbidden as exc:
-                response = self.problem(request, 403, "Refused", str(exc))
-            except NotFound:
-                response = self.problem(
-                    request,
-                    404,
-                    "Not found",
-                    "There is nothing here, or it belongs to someone else. If it is yours, "
-                    "open it in the browser that holds your key, or paste your key on the "
-                    "home page.",
-                )
-            except DependencyUnavailable as exc:
-                response = self.problem(request, 503, "Try again shortly", str(exc))
-            except AstrostreamError as exc:
-                response = self.problem(request, 400, "That did not work", str(exc))
-            except Exception as exc:
-                log.exception("%s %s failed", request.method, request.path)
-                response = self.problem(
-                    request, 500, "Something broke", f"{type(exc).__name__}; see the worker log."
-                )
-            metrics.HTTP_REQUESTS.labels(name, str(response.status)).inc()
-            metrics.HTTP_SECONDS.labels(name).observe(time.perf_counter() - started)
-            return response
-
-        return run
-
-    def secret(self, request: web.Request) -> str | None:
-        secret = request.cookies.get(OWNER_COOKIE)
-        return secret if secret and len(secret) <= MAX_SECRET_CHARS else None
-
-    def owner(self, request: web.Request) -> str | None:
-        secret = self.secret(request)
-        return owner_id(secret) if secret else None
-
-    def nonce(self, request: web.Request) -> str:
-        if NONCE not in request:
-            given = request.cookies.get(CSRF_COOKIE)
-            request[NONCE] = given or new_nonce()
-            request[NONCE_NEW] = not given
-        return request[NONCE]
-
-    def secure(self, request: web.Request) -> bool:
-        return is_https(request.scheme, self.public_url)
-
-    def set_cookie(
-        self, request: web.Request, response: web.StreamResponse, name: str, value: str
-    ) -> None:
-        response.set_cookie(
-            name,
-            value,
-            max_age=COOKIE_MAX_AGE_S,
-            path="/",
-            httponly=True,
-            samesite="Lax",
-            secure=self.secure(request),
-        )
-
-    def render(
-        self, request: web.Request, template: str, context: Mapping[str, Any], status: int = 200
-    ) -> web.Response:
-        nonce = self.nonce(request)
-        page = {
-            "csrf": csrf_token(self.key, nonce, request.get(TOKEN_OWNER) or self.owner(request)),
-            "has_key": self.secret(request) is not None,
-            "path": request.path,
-            **context,
-        }
-        response = aiohttp_jinja2.render_template(template, request, page, status=status)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        )
-        if request.get(NONCE_NEW):
-            self.set_cookie(request, response, CSRF_COOKIE, nonce)
-        return response
-
-    def problem(self, request: web.Request, status: int, title: str, message: str) -> web.Response:
-        return self.render(
-            request, "problem.html", {"title": title, "message": message}, status=status
-        )
-
-    def redirect(self, location: str) -> web.Response:
-        return web.Response(status=303, headers={"Location": location})
-
-    def allowed_hosts(self, request: web.Request) -> set[str]:
-        hosts = {request.host.lower()}
-        if self.public_url:
-            hosts.add(urlsplit(self.public_url).netloc.lower())
-        return hosts
-
-    async def form(self, request: web.Request) -> MultiDictProxy[str]:
-        """The posted form, once it proved to come from our own page (else :class:`Forbidden`)."""
-        headers = request.headers
-        if not same_origin(
-            headers.get("Origin"), headers.get("Referer"), self.allowed_hosts(request)
-        ):
-            raise Forbidden("This form was sent from another site.")
-        posted = await request.post()
-        token = posted.get("csrf")
-        if not csrf_ok(
-            self.key,
-            request.cookies.get(CSRF_COOKIE),
-            self.owner(request),
-            token if isinstance(token, str) else None,
-        ):
-            raise Forbidden(
-                "The form's security token is missing or out of date. Go back, reload the page "
-                "and send it again."
-            )
-        return cast(MultiDictProxy[str], posted)
 
     async def owned(self, request: web.Request) -> SubscriptionMeta:
         """The subscription of the URL if this browser's key owns it; NotFound otherwise."""
@@ -300,7 +151,7 @@ class Pages:
         minted = self.secret(request) is None
         secret = self.secret(request) or mint_secret()
         try:
-            created = await self.subs.create(
+            created = await self.service.create(
                 parse_request(request_body(form)), self.allow_private, owner=owner_id(secret)
             )
         except UnknownPaper as exc:
@@ -311,7 +162,6 @@ class Pages:
             return self.home_page(request, await self.mine(request), values, [message], status=422)
         except InvalidRequest as exc:
             return self.home_page(request, await self.mine(request), values, [str(exc)], status=400)
-        SUBSCRIPTIONS.set(await self.subs.store.run(self.subs.count_sync))
         titles = await self.titles(created["arxiv_ids"])
         if minted:  # the new owner's page renders with the new key's token
             request[TOKEN_OWNER] = owner_id(secret)
@@ -457,7 +307,7 @@ class Pages:
         ):  # set through the API; the form does not show it, so keep it (and its secret)
             body["webhook"] = meta.webhook.url
         try:
-            await self.subs.update(meta.id, parse_request(body), self.allow_private)
+            await self.service.update(meta.id, parse_request(body), self.allow_private)
         except InvalidRequest as exc:
             return self.render(
                 request,
@@ -475,7 +325,7 @@ class Pages:
     async def new_feed_link(self, request: web.Request) -> web.StreamResponse:
         meta = await self.owned(request)
         await self.form(request)
-        await self.subs.rotate_feed_token(meta.id)
+        await self.service.rotate_feed_token(meta.id)
         return self.redirect(f"/app/subscriptions/{meta.id}#feed")
 
     async def confirm(self, request: web.Request) -> web.StreamResponse:
@@ -485,11 +335,7 @@ class Pages:
     async def delete(self, request: web.Request) -> web.StreamResponse:
         meta = await self.owned(request)
         await self.form(request)
-        deleted = (await self.subs.delete(meta.id))["deleted"]
-        store = self.subs.store
-        await store.run(self.feedback.delete_sync, deleted)
-        await store.run(self.marks.delete_sync, deleted)
-        SUBSCRIPTIONS.set(await store.run(self.subs.count_sync))
+        await self.service.delete(meta.id)
         return self.redirect("/")
 
     # reading ---------------------------------------------------------------
@@ -556,7 +402,7 @@ class Pages:
 def register_web(
     app: web.Application,
     *,
-    subs: SubscriptionStore,
+    service: SubscriptionService,
     feedback: FeedbackStore,
     reads: Reads,
     readiness: Callable[[], Awaitable[dict[str, str]]],
@@ -566,10 +412,10 @@ def register_web(
     roles: frozenset[str] = frozenset(),
 ) -> Pages:
     """Serve the pages on ``app`` (the worker's aiohttp application; api role)."""
-    marks = ReadMarks(subs.binding)
+    marks = ReadMarks(service.subs.binding)
     marks.ensure_sync()
     pages = Pages(
-        subs=subs,
+        service=service,
         feedback=feedback,
         marks=marks,
         reads=reads,

@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
 from services.alerts import lexicon
 from services.alerts.feedback import FeedbackStore
 from services.alerts.hook import SUBSCRIPTIONS, AlertMatcher
+from services.alerts.lifecycle import SubscriptionService
 from services.alerts.subscriptions import SubscriptionStore
 from services.alerts.webhooks import WebhookSender
 from services.core import metrics
@@ -167,9 +168,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
     if "api" in settings.role_set:
         register_reads(app, Reads(runtime.serving))
         if runtime.subscriptions is not None and runtime.feedback is not None:
+            service = SubscriptionService(runtime.subscriptions)  # the API's and the web's
             register_subscriptions(
                 app,
-                runtime.subscriptions,
+                service,
                 runtime.feedback,
                 operator_token(settings),
                 settings.webhook_allow_private,
@@ -177,7 +179,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> tuple[faus
             )
             register_web(
                 app.web.web_app,  # type: ignore[attr-defined]
-                subs=runtime.subscriptions,
+                service=service,
                 feedback=runtime.feedback,
                 reads=Reads(runtime.serving),
                 readiness=runtime.readiness,

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from services.alerts.digests import Digester, backoff_s, is_due, last_slot
+from services.alerts.lifecycle import SubscriptionService
 from services.alerts.mail import SmtpConfig
-from services.alerts.subscriptions import SubscriptionStore, parse_request
+from services.alerts.request import parse_request
+from services.alerts.subscriptions import SubscriptionStore
 from services.core.settings import load_settings
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
@@ -132,7 +134,7 @@ def test_two_digests_no_paper_twice_and_a_failure_is_retried_not_lost() -> None:
     digester.ensure_sync()
 
     async def go() -> None:
-        created = await subs.create(
+        created = await SubscriptionService(subs).create(
             parse_request(
                 {"name": "bars", "queries": ["bars"], "digest": "daily", "email": "a@example.org"}
             ),
@@ -192,7 +194,7 @@ def test_two_digests_no_paper_twice_and_a_failure_is_retried_not_lost() -> None:
         assert len(outbox.messages) == 3
         # Unsubscribed: no more digests.
         subs.put_alerts_sync([alert(sub_id, 7, t(4, 8).timestamp(), 0.9)])
-        await subs.set_digest(sub_id, "off")
+        await SubscriptionService(subs).set_digest(sub_id, "off")
         clock.now = t(5, 7, 1)
         assert await restarted.run_once() == 0 and len(outbox.messages) == 3
 

@@ -14,9 +14,11 @@ from test_subscriptions import (
     unit,
 )
 
-from services.alerts.feedback import FeedbackStore, parse_feedback
+from services.alerts.feedback import FeedbackStore, forget_feedback, parse_feedback
 from services.alerts.hook import AlertMatcher
-from services.alerts.subscriptions import SubscriptionStore, parse_request
+from services.alerts.lifecycle import SubscriptionService
+from services.alerts.request import parse_request
+from services.alerts.subscriptions import SubscriptionStore
 from services.alerts.webhooks import WebhookSender
 from services.core.errors import InvalidRequest
 from services.core.schemas import Alert
@@ -50,7 +52,7 @@ def test_one_label_per_paper_and_the_latest_wins(subs: SubscriptionStore) -> Non
     labels = store.list_sync(["a"])
     assert [(x["arxiv_id"], x["label"]) for x in labels] == [("2501.00001", "not_relevant")]
     assert store.muted_sync(["a", "b"], ["2501.00001", "2501.00002"]) == {"a": {"2501.00001"}}
-    store.delete_sync("a")
+    forget_feedback(subs.store, "a")  # what deleting subscription "a" does
     assert store.list_sync(["a"]) == []
     assert len(store.list_sync(["b"])) == 1
 
@@ -78,7 +80,7 @@ def test_a_paper_marked_not_relevant_never_alerts_again(subs: SubscriptionStore)
         )
 
     async def go() -> None:
-        sub = await subs.create(
+        sub = await SubscriptionService(subs).create(
             parse_request({"arxiv_ids": [seed.arxiv_id], "threshold": 0}), False
         )
         matcher = AlertMatcher(subs, publish, WebhookSender(), feedback=feedback)

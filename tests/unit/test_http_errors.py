@@ -19,6 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from services.alerts.feedback import FeedbackStore
+from services.alerts.lifecycle import SubscriptionService
 from services.alerts.subscriptions import SubscriptionStore
 from services.core.errors import InvalidRequest
 from services.core.settings import load_settings
@@ -77,7 +78,7 @@ class ServedApi:
         register_reads(self.app, Reads(binding))
         feedback = FeedbackStore(binding)
         feedback.ensure_sync()
-        register_subscriptions(self.app, subs, feedback, None, False)
+        register_subscriptions(self.app, SubscriptionService(subs), feedback, None, False)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: TestServer | None = None

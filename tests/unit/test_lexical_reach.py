@@ -15,8 +15,10 @@ import pytest
 from qdrant_client import models as qm
 
 from services.alerts.hook import AlertMatcher
+from services.alerts.lifecycle import SubscriptionService
 from services.alerts.matcher import CorpusStats
-from services.alerts.subscriptions import SubscriptionStore, parse_request
+from services.alerts.request import parse_request
+from services.alerts.subscriptions import SubscriptionStore
 from services.alerts.webhooks import WebhookSender
 from services.core import lexical
 from services.core.ids import paper_point_id
@@ -155,8 +157,10 @@ def test_a_subscription_with_no_dense_hit_is_reached_through_its_terms(
 
     async def go() -> tuple[list[Alert], list[Alert], dict[str, Any]]:
         for text in distractors:
-            await subs.create(parse_request({"queries": [text], "threshold": 0.9}), False)
-        target = await subs.create(
+            await SubscriptionService(subs).create(
+                parse_request({"queries": [text], "threshold": 0.9}), False
+            )
+        target = await SubscriptionService(subs).create(
             parse_request({"queries": [target_query], "threshold": 0.05}), False
         )
         dense_only = AlertMatcher(subs, publish, WebhookSender(), percolate_limit=1, sparse_limit=0)
@@ -229,7 +233,9 @@ def test_a_rollout_carries_the_subscriptions_sparse_vectors_over(store: VectorSt
     new.ensure_collections(set_alias=False)
 
     async def go() -> dict[str, Any]:
-        created = await subs.create(parse_request({"queries": ["jellyfish", "bars"]}), False)
+        created = await SubscriptionService(subs).create(
+            parse_request({"queries": ["jellyfish", "bars"]}), False
+        )
         rollout = Rollout(
             load_settings(qdrant_path=":memory:"), Binding(encoder, store), Binding(encoder, new)
         )

@@ -18,7 +18,9 @@ import pytest
 from qdrant_client import models as qm
 
 from services.alerts import subscriptions as subscriptions_module
-from services.alerts.subscriptions import SORT_KEYS, SubscriptionStore, parse_request
+from services.alerts.lifecycle import SubscriptionService
+from services.alerts.request import parse_request
+from services.alerts.subscriptions import SORT_KEYS, SubscriptionStore
 from services.core.ids import alert_id, paper_point_id, sentence_point_id
 from services.core.settings import load_settings
 from services.embed.pipeline import relabel_paper
@@ -146,7 +148,11 @@ def test_alerts_sorted_in_python_equal_the_order_by_scroll(
 
     async def go() -> None:
         ids = [
-            (await subs.create(parse_request({"queries": [f"topic {n}"]}), False))["id"]
+            (
+                await SubscriptionService(subs).create(
+                    parse_request({"queries": [f"topic {n}"]}), False
+                )
+            )["id"]
             for n in range(3)
         ]
         payloads = []

@@ -12,12 +12,9 @@ import numpy as np
 import pytest
 
 from services.alerts.hook import AlertMatcher
-from services.alerts.subscriptions import (
-    MAX_INTERESTS,
-    SubscriptionStore,
-    check_subscription_id,
-    parse_request,
-)
+from services.alerts.lifecycle import SubscriptionService
+from services.alerts.request import MAX_INTERESTS, parse_request
+from services.alerts.subscriptions import SubscriptionStore, check_subscription_id
 from services.alerts.webhooks import WebhookSender
 from services.core.errors import InvalidSubscription, NotFound, UnknownPaper
 from services.core.ids import paper_point_id, sentence_point_id
@@ -150,10 +147,12 @@ def test_create_read_list_delete(subs: SubscriptionStore) -> None:
 
     async def go() -> None:
         with pytest.raises(UnknownPaper) as err:
-            await subs.create(parse_request({"arxiv_ids": ["2501.00001", "2501.09999"]}), False)
+            await SubscriptionService(subs).create(
+                parse_request({"arxiv_ids": ["2501.00001", "2501.09999"]}), False
+            )
         assert err.value.arxiv_ids == ["2501.09999"]
         assert str(err.value) == "unknown arXiv id(s): 2501.09999 (not indexed yet)"
-        created = await subs.create(
+        created = await SubscriptionService(subs).create(
             parse_request(
                 {"name": "bars", "queries": ["galactic bars"], "arxiv_ids": ["2501.00001"]}
             ),
@@ -166,7 +165,7 @@ def test_create_read_list_delete(subs: SubscriptionStore) -> None:
         assert subs.count_sync() == 1
         assert subs.store.count(subs.store.subscriptions) == 3
         assert await subs.list_alerts(created["id"], 10, "score") == []
-        assert await subs.delete(created["id"]) == {"deleted": created["id"]}
+        assert await SubscriptionService(subs).delete(created["id"]) == {"deleted": created["id"]}
         assert subs.store.count(subs.store.subscriptions) == 0
         with pytest.raises(NotFound):
             await subs.get(created["id"])
@@ -193,10 +192,10 @@ def test_matcher_alerts_once_with_evidence_and_skips_seeds(subs: SubscriptionSto
         return IndexedPaper(p, record, sentences, vectors, vectors.mean(axis=0), digest)
 
     async def go() -> None:
-        everything = await subs.create(
+        everything = await SubscriptionService(subs).create(
             parse_request({"arxiv_ids": [seed.arxiv_id], "threshold": 0}), False
         )
-        only_co = await subs.create(
+        only_co = await SubscriptionService(subs).create(
             parse_request(
                 {"arxiv_ids": [seed.arxiv_id], "threshold": 0, "categories": ["astro-ph.CO"]}
             ),
@@ -265,8 +264,8 @@ def test_new_alerts_are_posted_to_the_webhook_signed(subs: SubscriptionStore) ->
             "webhook": f"http://127.0.0.1:{port}/hook",
         }
         with pytest.raises(InvalidSubscription, match="private or loopback"):
-            await subs.create(parse_request(body), allow_private=False)
-        created = await subs.create(parse_request(body), allow_private=True)
+            await SubscriptionService(subs).create(parse_request(body), allow_private=False)
+        created = await SubscriptionService(subs).create(parse_request(body), allow_private=True)
         secret = created["webhook_secret"]
         sender = WebhookSender(allow_private=True)
 
@@ -350,8 +349,12 @@ def test_list_all_filters_by_owner(subs: SubscriptionStore) -> None:
     alice, bob = owners.owner_id("a" * 32), owners.owner_id("b" * 32)
 
     async def go() -> tuple[list[str], list[str], list[str]]:
-        a = await subs.create(parse_request({"queries": ["galactic bars"]}), False, owner=alice)
-        b = await subs.create(parse_request({"queries": ["dark matter halos"]}), False, owner=bob)
+        a = await SubscriptionService(subs).create(
+            parse_request({"queries": ["galactic bars"]}), False, owner=alice
+        )
+        b = await SubscriptionService(subs).create(
+            parse_request({"queries": ["dark matter halos"]}), False, owner=bob
+        )
         mine = [s["id"] for s in await subs.list_all(owner=alice)]
         theirs = [s["id"] for s in await subs.list_all(owner=bob)]
         everyone = [s["id"] for s in await subs.list_all()]
@@ -373,7 +376,7 @@ def test_update_keeps_identity_and_re_embeds_only_changed_interests(
     alice = owners.owner_id("a" * 32)
 
     async def go() -> None:
-        created = await subs.create(
+        created = await SubscriptionService(subs).create(
             parse_request({"queries": ["galactic bars"], "arxiv_ids": [seed.arxiv_id]}),
             False,
             owner=alice,
@@ -381,7 +384,7 @@ def test_update_keeps_identity_and_re_embeds_only_changed_interests(
         before = await subs.get_meta(created["id"])
         assert before.feed_token and "feed_token" not in created
         # Same interests: no new vectors; threshold and filters change in place.
-        same = await subs.update(
+        same = await SubscriptionService(subs).update(
             created["id"],
             parse_request(
                 {
@@ -411,19 +414,27 @@ def test_update_keeps_identity_and_re_embeds_only_changed_interests(
         }
         assert thresholds == {0.5} and subs.store.count(subs.store.subscriptions) == 3
         # Fewer interests: re-embedded, the surplus vectors are gone.
-        fewer = await subs.update(created["id"], parse_request({"queries": ["dark matter"]}), False)
+        fewer = await SubscriptionService(subs).update(
+            created["id"], parse_request({"queries": ["dark matter"]}), False
+        )
         assert fewer["interest_vectors"] == 1
         assert subs.store.count(subs.store.subscriptions) == 1
         # Only followed authors: no vectors at all.
-        await subs.update(created["id"], parse_request({"authors": ["Jane Doe"]}), False)
+        await SubscriptionService(subs).update(
+            created["id"], parse_request({"authors": ["Jane Doe"]}), False
+        )
         assert subs.store.count(subs.store.subscriptions) == 0
-        token = await subs.rotate_feed_token(created["id"])
+        token = await SubscriptionService(subs).rotate_feed_token(created["id"])
         assert token != before.feed_token
         assert (await subs.get_meta(created["id"])).feed_token == token
         with pytest.raises(NotFound):
-            await subs.update(uuid.uuid4().hex, parse_request({"queries": ["x"]}), False)
+            await SubscriptionService(subs).update(
+                uuid.uuid4().hex, parse_request({"queries": ["x"]}), False
+            )
         with pytest.raises(UnknownPaper):
-            await subs.update(created["id"], parse_request({"arxiv_ids": ["2509.99999"]}), False)
+            await SubscriptionService(subs).update(
+                created["id"], parse_request({"arxiv_ids": ["2509.99999"]}), False
+            )
 
     asyncio.run(go())
 
@@ -452,15 +463,19 @@ def test_matcher_applies_terms_cross_lists_and_followed_authors(subs: Subscripti
 
     async def go() -> None:
         base = {"arxiv_ids": [seed.arxiv_id], "threshold": 0.01}
-        include = await subs.create(parse_request({**base, "include_terms": ["gas"]}), False)
-        exclude = await subs.create(parse_request({**base, "exclude_terms": ["Gas"]}), False)
-        primary = await subs.create(
+        include = await SubscriptionService(subs).create(
+            parse_request({**base, "include_terms": ["gas"]}), False
+        )
+        exclude = await SubscriptionService(subs).create(
+            parse_request({**base, "exclude_terms": ["Gas"]}), False
+        )
+        primary = await SubscriptionService(subs).create(
             parse_request({**base, "categories": ["astro-ph.GA"], "cross_lists": False}), False
         )
-        follower = await subs.create(
+        follower = await SubscriptionService(subs).create(
             parse_request({"authors": ["Doe, Jane"], "exclude_terms": ["erratum"]}), False
         )
-        both = await subs.create(
+        both = await SubscriptionService(subs).create(
             parse_request({**base, "threshold": 1.0, "authors": ["J. Doe"]}), False
         )
         matcher = AlertMatcher(subs, publish, WebhookSender())

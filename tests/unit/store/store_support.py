@@ -14,12 +14,14 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from services.alerts.feedback import FeedbackRequest, FeedbackStore
-from services.alerts.subscriptions import SubscriptionStore, parse_request
+from services.alerts.lifecycle import SubscriptionService
+from services.alerts.marks import ReadMarks
+from services.alerts.request import parse_request
+from services.alerts.subscriptions import SubscriptionStore
 from services.core.settings import Settings, load_settings
 from services.embed.pipeline import EmbedPipeline, RawRecord
 from services.store.binding import Binding
 from services.store.vectorstore import VectorStore
-from services.web.marks import ReadMarks
 
 DIM = 16
 MODEL = "fake-v1"
@@ -91,7 +93,7 @@ def write_release_store(path: Path, records: list[dict[str, Any]]) -> dict[str, 
         subs = SubscriptionStore(binding)
         subs.ensure_sync()
         request = {"queries": ["dust in galaxies"], "arxiv_ids": [records[0]["arxiv_id"]]}
-        sub = asyncio.run(subs.create(parse_request(request), False))
+        sub = asyncio.run(SubscriptionService(subs).create(parse_request(request), False))
         marks = ReadMarks(binding)
         marks.ensure_sync()
         marks.mark_sync(sub["id"], records[1]["arxiv_id"])

@@ -10,12 +10,18 @@ from __future__ import annotations
 import uuid
 
 from services.alerts.feedback import by_subscription
+from services.alerts.records import per_subscription
 from services.core.ids import NAMESPACE
 from services.core.schemas import utcnow
 from services.store.binding import Binding
 from services.store.tables import PayloadTable
+from services.store.vectorstore import VectorStore
 
 MAX_LISTED = 10_000
+
+
+def marks_collection(store: VectorStore) -> str:
+    return f"{store.settings.collection_prefix}_read"
 
 
 class ReadMarks:
@@ -23,7 +29,7 @@ class ReadMarks:
 
     def __init__(self, binding: Binding) -> None:
         self.binding = binding
-        self.name = f"{binding.store.settings.collection_prefix}_read"
+        self.name = marks_collection(binding.store)
         self.table = PayloadTable(lambda: binding.store, self.name, keyword=["subscription_id"])
 
     def ensure_sync(self) -> None:
@@ -39,5 +45,9 @@ class ReadMarks:
         payloads, _ = self.table.page(by_subscription([subscription_id]), limit=MAX_LISTED)
         return {str(p.get("arxiv_id")) for p in payloads}
 
-    def delete_sync(self, subscription_id: str) -> None:
-        self.table.delete_where(by_subscription([subscription_id]))
+
+@per_subscription("read marks")
+def forget_marks(store: VectorStore, subscription_id: str) -> None:
+    table = PayloadTable(store, marks_collection(store))
+    if table.exists():
+        table.delete_where(by_subscription([subscription_id]))
