@@ -137,10 +137,10 @@ def test_point_operations_on_papers_and_interests(store: VectorStore) -> None:
     records = points.interests_by_id(store, sub[:1], ["threshold"])
     assert records[0].payload == {"threshold": 0.3} and records[0].vector
     page, _ = points.interest_page(store, lexical=True)
-    assert sorted(map(str, (points.lexical_of(r) for r in page))) == [
-        "([3, 5], [0.6, 0.8])",
-        "None",
-    ]
+    lexical = [points.lexical_of(r) for r in page]
+    assert lexical.count(None) == 1
+    (indices, values) = next(v for v in lexical if v is not None)
+    assert indices == [3, 5] and values == pytest.approx([0.6, 0.8])  # Edge keeps float32
     answers = points.percolate(
         store,
         [
