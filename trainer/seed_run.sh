@@ -22,4 +22,7 @@ HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false setsid nohup nice -n 19 \
   --out "$RUN/models" --checkpoint-dir "$RUN/checkpoints" --save-steps 42 \
   >> "$RUN/train.log" 2>&1 < /dev/null &
 echo $! > "$RUN/train.pid"
+# setsid starts a new scheduler autogroup, in which nice alone does not yield to other
+# sessions' work (CONFIG_SCHED_AUTOGROUP): lower the group's weight too.
+echo 19 > "/proc/$!/autogroup" 2>/dev/null || true
 echo "PID $(cat "$RUN/train.pid"); log $RUN/train.log; checkpoints $RUN/checkpoints"
