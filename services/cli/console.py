@@ -89,7 +89,8 @@ def smtp_line() -> str:
 def start_lines(settings: Settings) -> list[str]:
     """Where the web app is, where the data lives, what is on and off."""
     base = settings.http_base + "/"
-    qdrant = settings.qdrant_url or f"{settings.qdrant_path.resolve()} (local mode)"
+    engine = "Qdrant Edge" if settings.qdrant_engine == "edge" else "qdrant-client local mode"
+    qdrant = settings.qdrant_url or f"{settings.qdrant_path.resolve()} ({engine})"
     return [
         f"astrostream: web app and API on {base}  (try {base}search?q=dark+matter, {base}stats)",
         f"  data: {settings.data_dir.resolve()}  ·  vectors: {qdrant}",
