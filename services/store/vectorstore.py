@@ -23,6 +23,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from services.core.errors import ConfigError, VectorStoreUnavailable
 from services.core.ids import paper_point_id, sentence_point_id
 from services.core.settings import Settings
+from services.store.indexing import index_options, vectors_on_disk
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -372,12 +373,15 @@ class VectorStore:
             if name not in existing:
                 self.client.create_collection(
                     name,
-                    vectors_config=qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE),
+                    vectors_config=qm.VectorParams(
+                        size=self.dim, distance=qm.Distance.COSINE, on_disk=vectors_on_disk(kind)
+                    ),
                     sparse_vectors_config=(
                         {LEXICAL: qm.SparseVectorParams(modifier=SPARSE_MODIFIERS[kind])}
                         if kind in SPARSE_MODIFIERS
                         else None
                     ),
+                    **index_options(kind),
                 )
                 for field in KEYWORD_FIELDS[kind]:
                     self.client.create_payload_index(name, field, qm.PayloadSchemaType.KEYWORD)
