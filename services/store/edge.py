@@ -101,6 +101,8 @@ class EdgeClient:
         optimize_after: unindexed points that trigger building the index (0: never).
     """
 
+    filters_natively = True  # a payload filter is an index lookup, not a Python loop
+
     def __init__(
         self, path: str | Path, *, hnsw_ef: int | None = None, optimize_after: int = OPTIMIZE_AFTER
     ) -> None:
