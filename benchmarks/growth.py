@@ -580,6 +580,11 @@ def run(args: argparse.Namespace) -> None:
         "sizes": [],
     }
     out = Path(args.json)
+    built: dict[int, Any] = {}  # --reuse: the builds an earlier run of this JSON measured
+    if args.reuse and out.exists():
+        earlier = json.loads(out.read_text())
+        built = {r["size"]: r["build"] for r in earlier.get("sizes", []) if "build" in r}
+        results["builds_from"] = earlier.get("started")
     broker = EmbeddedBroker(port=free_port(), log_path=work / "broker.log").start()
     try:
         for size in args.sizes:
@@ -588,6 +593,8 @@ def run(args: argparse.Namespace) -> None:
             row: dict[str, Any] = {"size": size, "load_before": loadavg()}
             if not args.reuse or not path.exists():
                 row["build"] = child(["build", "--path", str(path), "--size", str(size)])
+            elif size in built:
+                row["build"] = built[size]
             print(f"[{size:,}] serve (load {loadavg()})", flush=True)
             row["serve"] = child(
                 [
