@@ -120,6 +120,18 @@ def rss_mib(pid: int | str = "self") -> float:
     return float("nan")
 
 
+def rss_parts_mib(pid: int | str = "self") -> dict[str, float]:
+    """RssAnon (the process's own memory) and RssFile (mapped files: page cache the kernel
+    can drop, e.g. the on-disk vectors and payloads a search touched), MiB."""
+    parts: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key = line.split(":")[0]
+            if key in ("RssAnon", "RssFile", "VmHWM"):
+                parts[key] = int(line.split()[1]) / 1024
+    return parts
+
+
 def folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
@@ -451,6 +463,7 @@ def recall(path: Path, efs: Sequence[int], queries: int, k: int = 10) -> dict[st
     out["recall@10 filtered"] = recall_at([top(v, k, None, flt) for v in qv], truth_f, k)
     out["recall@100 (limit 100)"] = recall_at([top(v, 100, None) for v in qv], truth100, 100)
     out["rss_mib"] = rss_mib()
+    out["rss_parts_mib"] = rss_parts_mib()
     store.close()
     return out
 
@@ -519,6 +532,7 @@ def serve(path: Path, size: int, queries: int, broker_url: str, log: Path) -> di
             p50, p95 = percentiles(samples)
             out[name] = {"p50_ms": p50, "p95_ms": p95, "n": len(samples)}
         out["rss_mib"] = rss_mib(worker.pid)
+        out["rss_parts_mib"] = rss_parts_mib(worker.pid)
     finally:
         worker.stop()
     return out
@@ -682,7 +696,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.axhline(3072, color="grey", lw=0.8, ls=":")
     ax2 = ax.twinx()
     ax2.plot(sizes, [r["serve"]["ready_s"] for r in rows], "^-", color="C3", label="/ready s")
-    ax2.set_ylabel("restart to /ready, s")
+    ax2.plot(
+        sizes,
+        [r["recall"]["open_first_query_s"] for r in rows],
+        "v--",
+        color="C4",
+        label="store open + 1st query s",
+    )
+    ax2.set_ylabel("seconds")
+    ax2.set_ylim(bottom=0)
     ax.set(xscale="log", xlabel="sentence points", ylabel="MiB", title="memory, disk, restart")
     ax.legend(fontsize=7, loc="upper left")
     ax2.legend(fontsize=7, loc="lower right")
@@ -725,6 +747,9 @@ def main() -> None:
     srv.add_argument("--queries", type=int, default=100)
     srv.add_argument("--broker", required=True)
     srv.add_argument("--log", type=Path, required=True)
+    draw = sub.add_parser("plot", help="draw the PNG and print the table of a run's JSON")
+    draw.add_argument("--json", default=str(ROOT / "docs" / "growth.json"))
+    draw.add_argument("--png", default=str(ROOT / "docs" / "growth.png"))
     args = parser.parse_args()
     if args.command == "embed":
         corpus = load_corpus()
@@ -734,6 +759,10 @@ def main() -> None:
         )
     elif args.command == "run":
         run(args)
+    elif args.command == "plot":
+        results = json.loads(Path(args.json).read_text())
+        plot(results, Path(args.png))
+        print(table(results))
     elif args.command == "build":
         print(json.dumps(build(args.path, args.size)))
     elif args.command == "recall":
