@@ -19,6 +19,8 @@ DRIVERS = {
     "TF-IDF and whole-abstract embeddings.",
     "performance": "Measure encode speed per backend, search and alert costs. The backends "
     "are torch, ONNX and ONNX int8, with the parity of their vectors.",
+    "growth": "Measure the embedded store from 10k to 1M sentence points. Real vectors, a real "
+    "worker's /search, filtered /search and /similar latency, RSS, restart, recall@10.",
 }
 
 

@@ -57,6 +57,19 @@ log = logging.getLogger(__name__)
 # Unindexed points (written since the last optimisation) that trigger one; below it a
 # segment is searched exactly, which is as fast as HNSW at that size.
 OPTIMIZE_AFTER = 20_000
+# The largest segment the optimiser builds, in points of the collection's dense vector.
+# ``shard.optimize()`` holds the GIL (qdrant-edge-py 0.9.0): the whole worker, HTTP
+# included, waits while it runs. Without a cap every optimisation merges all segments
+# into one and rebuilds its HNSW, so its stall grows with the collection (60k random
+# points: 100, 160, 220 s for the 1st, 2nd, 3rd 20k); with the cap an optimisation indexes
+# the new points and merges small segments up to the cap, and no more. 200k points: 5
+# segments at 1M points, 18 at all of astro-ph (docs/performance.md, "Growth").
+SEGMENT_POINTS = 200_000
+# Segments the merge optimiser keeps before merging the smallest. Its automatic value
+# merges everything into one segment at each optimisation (20k random points in 5k steps:
+# 0.9, 0.9, 1.1, 1.1 s, growing; with 8: 0.7 s each), i.e. re-indexes the collection up to
+# the cap every time.
+SEGMENTS = 8
 
 
 class _Collection:
@@ -92,6 +105,8 @@ class EdgeClient:
         hnsw_ef: the search-time beam of HNSW segments when a query names none.
         optimize_after: unindexed points that trigger building the index (0: never).
     """
+
+    filters_natively = True  # a payload filter is an index lookup, not a Python loop
 
     def __init__(
         self, path: str | Path, *, hnsw_ef: int | None = None, optimize_after: int = OPTIMIZE_AFTER
@@ -156,6 +171,8 @@ class EdgeClient:
         sparse_vectors_config: dict[str, qm.SparseVectorParams] | None = None,
         hnsw_config: qm.HnswConfigDiff | None = None,
         quantization_config: Any = None,
+        optimizers_config: qm.OptimizersConfigDiff | None = None,
+        on_disk_payload: bool | None = None,
         **_: Any,
     ) -> bool:
         folder = self._dir(collection_name)
@@ -188,9 +205,11 @@ class EdgeClient:
             sparse = {PAYLOAD_ONLY: qe.EdgeSparseVectorParams()}
         hnsw = (
             qe.HnswIndexConfig(
-                m=hnsw_config.m or 16,
+                m=16 if hnsw_config.m is None else hnsw_config.m,
                 ef_construct=hnsw_config.ef_construct or 100,
                 full_scan_threshold=hnsw_config.full_scan_threshold or 10_000,
+                on_disk=hnsw_config.on_disk,
+                payload_m=hnsw_config.payload_m,
             )
             if hnsw_config is not None
             else None
@@ -204,11 +223,17 @@ class EdgeClient:
                 type=qe.ScalarType.Int8, quantile=scalar.quantile, always_ram=scalar.always_ram
             )
             params["quantization"] = quantization_config.model_dump(mode="json", exclude_none=True)
+        if optimizers_config is not None:
+            params["optimizers"] = optimizers_config.model_dump(mode="json", exclude_none=True)
+        if on_disk_payload is not None:
+            params["on_disk_payload"] = on_disk_payload
         config = qe.EdgeConfig(
             vectors=dense or None,
             sparse_vectors=sparse or None,
             hnsw_config=hnsw,
             quantization_config=quant,
+            optimizers=self._optimizers(optimizers_config, vectors_config),
+            on_disk_payload=on_disk_payload,
         )
         shard = qe.EdgeShard.create(str(folder), config)
         self._write_json(meta, params)
@@ -218,7 +243,29 @@ class EdgeClient:
 
     @staticmethod
     def _vector_params(params: qm.VectorParams) -> Any:
-        return qe.EdgeVectorParams(size=int(params.size), distance=DISTANCES[params.distance])
+        return qe.EdgeVectorParams(
+            size=int(params.size), distance=DISTANCES[params.distance], on_disk=params.on_disk
+        )
+
+    @staticmethod
+    def _optimizers(asked: qm.OptimizersConfigDiff | None, vectors: Any) -> Any:
+        """The shard's optimiser: what was asked, segments capped at ``SEGMENT_POINTS``."""
+        asked = asked or qm.OptimizersConfigDiff()
+        size = 0
+        if isinstance(vectors, qm.VectorParams):
+            size = int(vectors.size)
+        elif vectors:
+            size = sum(int(v.size) for v in vectors.values())
+        cap = asked.max_segment_size
+        if cap is None and size:
+            cap = SEGMENT_POINTS * size * 4 // 1024  # KB of float32 vectors
+        return qe.EdgeOptimizersConfig(
+            deleted_threshold=asked.deleted_threshold,
+            vacuum_min_vector_number=asked.vacuum_min_vector_number,
+            default_segment_number=asked.default_segment_number or SEGMENTS,
+            max_segment_size=cap,
+            indexing_threshold=asked.indexing_threshold,
+        )
 
     def delete_collection(self, collection_name: str, **_: Any) -> bool:
         with self._guard:
@@ -249,7 +296,11 @@ class EdgeClient:
             segments_count=int(info.segments_count or 0),
             payload_schema=schema,
             config=qm.CollectionConfig(
-                params=qm.CollectionParams(vectors=found.vectors, sparse_vectors=found.sparse),
+                params=qm.CollectionParams(
+                    vectors=found.vectors,
+                    sparse_vectors=found.sparse,
+                    on_disk_payload=found.params.get("on_disk_payload"),
+                ),
                 hnsw_config=qm.HnswConfig(
                     m=16, ef_construct=100, full_scan_threshold=10_000
                 ).model_copy(update=found.params.get("hnsw", {})),
@@ -258,7 +309,7 @@ class EdgeClient:
                     vacuum_min_vector_number=1000,
                     default_segment_number=0,
                     flush_interval_sec=5,
-                ),
+                ).model_copy(update=found.params.get("optimizers", {})),
                 quantization_config=qm.ScalarQuantization.model_validate(
                     found.params["quantization"]
                 )
@@ -347,14 +398,21 @@ class EdgeClient:
         """Merge segments and build HNSW once enough points arrived unindexed."""
         if self.optimize_after and found.unindexed >= self.optimize_after:
             started = time.monotonic()
-            found.shard.optimize()
-            found.unindexed = 0
+            self._optimize(found)
             log.info("edge: optimised a collection in %.1f s", time.monotonic() - started)
 
-    def optimize(self, collection_name: str) -> None:
-        found = self._get(collection_name)
+    @staticmethod
+    def _optimize(found: _Collection) -> None:
+        """``optimize()``, then ``flush()``: until a flush the replaced segments stay on disk,
+        and a crash before it loads them again as live segments (a 300k-point build killed
+        after 15 optimisations reopened with 38 segments holding 1.09M points, 3.5 GB); the
+        flush also truncates the WAL, which a restart replays (554 MB there, 60 s to load)."""
         found.shard.optimize()
+        found.shard.flush()
         found.unindexed = 0
+
+    def optimize(self, collection_name: str) -> None:
+        self._optimize(self._get(collection_name))
 
     def delete(
         self, collection_name: str, points_selector: Any, wait: bool = True, **_: Any

@@ -23,6 +23,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from services.core.errors import ConfigError, VectorStoreUnavailable
 from services.core.ids import paper_point_id, sentence_point_id
 from services.core.settings import Settings
+from services.store.indexing import index_options, vectors_on_disk
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -413,12 +414,15 @@ class VectorStore:
             if name not in existing:
                 self.client.create_collection(
                     name,
-                    vectors_config=qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE),
+                    vectors_config=qm.VectorParams(
+                        size=self.dim, distance=qm.Distance.COSINE, on_disk=vectors_on_disk(kind)
+                    ),
                     sparse_vectors_config=(
                         {LEXICAL: qm.SparseVectorParams(modifier=SPARSE_MODIFIERS[kind])}
                         if kind in SPARSE_MODIFIERS
                         else None
                     ),
+                    **index_options(kind),
                 )
                 for field in KEYWORD_FIELDS[kind]:
                     self.client.create_payload_index(name, field, qm.PayloadSchemaType.KEYWORD)
@@ -667,6 +671,10 @@ class VectorStore:
         """
         if not where:
             return self.search(collection, vector, limit)
+        if getattr(self.client, "filters_natively", False):
+            # Edge filters through its payload indexes (docs/performance.md, "Growth":
+            # over-fetching 400 then 1,600 hits costs it more than it saves)
+            return self.search(collection, vector, limit, where.qdrant())
         fetched = 0
         for factor in OVERFETCH:
             fetch = min(limit * factor, max(limit, MAX_OVERFETCH))

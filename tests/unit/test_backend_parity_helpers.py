@@ -1,14 +1,10 @@
-"""The pure helpers of benchmarks/backend_parity.py and benchmarks/edge.py."""
+"""The pure helpers of benchmarks/backend_parity.py."""
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pytest
 
 from benchmarks.backend_parity import pair_agreement, topk_overlap, verdict
-from benchmarks.edge import batches, percentiles, unit_vectors
 
 
 def test_topk_overlap_counts_shared_ids_of_the_first_k() -> None:
@@ -36,23 +32,3 @@ def test_verdict_allows_at_most_the_tolerance_below_the_reference() -> None:
     assert verdict(-0.005) == "pass"
     assert verdict(-0.0051) == "FAIL"
     assert verdict(+0.02) == "pass"
-
-
-def test_percentiles_are_milliseconds() -> None:
-    p50, p95 = percentiles([0.001 * i for i in range(1, 101)])
-    assert p50 == pytest.approx(50.5)
-    assert p95 == pytest.approx(95.05)
-    assert all(math.isnan(v) for v in percentiles([]))
-
-
-def test_batches_cover_the_range_once() -> None:
-    assert list(batches(600, 256)) == [(0, 256), (256, 512), (512, 600)]
-    assert list(batches(0, 256)) == []
-
-
-def test_unit_vectors_are_seeded_and_normalised() -> None:
-    a = unit_vectors(5, 384, seed=1)
-    assert a.shape == (5, 384) and a.dtype == np.float32
-    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
-    assert np.array_equal(a, unit_vectors(5, 384, seed=1))
-    assert not np.array_equal(a, unit_vectors(5, 384, seed=2))
