@@ -376,7 +376,7 @@ def request_body(meta: SubscriptionMeta) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Built:
+class InterestPoints:
     """A subscription's interests and the points that hold their vectors."""
 
     interests: list[Interest]
@@ -545,7 +545,7 @@ class SubscriptionStore:
             except UnsafeUrl as exc:
                 raise InvalidSubscription(f"webhook: {exc}") from None
 
-    async def _interests(self, sub_id: str, request: SubscriptionRequest) -> _Built:
+    async def _interests(self, sub_id: str, request: SubscriptionRequest) -> InterestPoints:
         """Resolve seeds, encode queries: the interest vectors of a subscription and their payloads.
 
         Raises:
@@ -561,46 +561,9 @@ class SubscriptionStore:
             if request.queries
             else np.zeros((0, store.dim), dtype=np.float32)
         )
-        interests: list[Interest] = []
-        labels: list[tuple[int, str, str, str]] = []  # interest index, label, kind, text
-        rows: list[np.ndarray] = []
-        for query, vector in zip(request.queries, query_vectors, strict=True):
-            index = len(interests)
-            interests.append(Interest(interest=query, kind="query", terms=_terms(query)))
-            labels.append((index, query, "query", query))
-            rows.append(vector[None, :])
-        for arxiv_id in request.arxiv_ids:
-            seed = seeds[arxiv_id]
-            index = len(interests)
-            text = " ".join([seed.title, *seed.sentences])
-            interests.append(Interest(interest=arxiv_id, kind="paper", terms=_terms(text)))
-            labels.extend((index, arxiv_id, "sentence", s) for s in seed.sentences)
-            rows.append(seed.vectors)
-        vectors = (
-            np.vstack(rows).astype(np.float32) if rows else np.zeros((0, store.dim), np.float32)
-        )
-        points = len(labels)
-        payloads = [
-            {
-                "subscription_id": sub_id,
-                "interest": label,
-                "interest_index": index,
-                "kind": kind,
-                "text": text,
-                "threshold": request.threshold,
-                "categories": request.categories,
-                "points": points,
-            }
-            for index, label, kind, text in labels
-        ]
-        ids = [interest_point_id(sub_id, i) for i in range(points)]
-        # One sparse vector per subscription, on its first point: the TF-IDF centroid of its
-        # interests (what the lexical score compares a paper with), so lexical percolation
-        # spends one hit per subscription.
-        lexical: list[Sparse | None] = [self.lexical_vector(interests)] + [None] * (points - 1)
-        return _Built(interests, ids, vectors, payloads, lexical[:points])
+        return build_interests(sub_id, request, seeds, query_vectors, self.prior)
 
-    def _write_points_sync(self, built: _Built) -> None:
+    def _write_points_sync(self, built: InterestPoints) -> None:
         """The interest points: dense vectors, payloads, and the sparse vector on the first."""
         store = self.store
         if built.ids:
@@ -616,8 +579,7 @@ class SubscriptionStore:
 
     def lexical_vector(self, interests: list[Interest]) -> Sparse:
         """The subscription's sparse vector: unit TF-IDF centroid of its interests' terms."""
-        vectors = [tfidf(dict(interest.terms), self.prior) for interest in interests]
-        return sparse(centroid(vectors))
+        return lexical_vector(interests, self.prior)
 
     def resolve_seeds_sync(self, arxiv_ids: list[str]) -> dict[str, Seed]:
         store = self.store
@@ -741,6 +703,62 @@ class SubscriptionStore:
         ]
         alerts.sort(key=lambda a: (-float(a[key]), a.get("arxiv_id", "")))
         return alerts[:limit]
+
+
+def build_interests(
+    sub_id: str,
+    request: SubscriptionRequest,
+    seeds: dict[str, Seed],
+    query_vectors: np.ndarray,
+    prior: CorpusStats,
+) -> InterestPoints:
+    """A subscription's interests and their points (pure): one vector per query, one per
+    sentence of each seed paper (``seeds``: :meth:`SubscriptionStore.resolve_seeds_sync`;
+    ``query_vectors``: the encoded, normalised queries), and the sparse TF-IDF centroid
+    (IDF of ``prior``) on the first point.
+    """
+    dim = query_vectors.shape[1]
+    interests: list[Interest] = []
+    labels: list[tuple[int, str, str, str]] = []  # interest index, label, kind, text
+    rows: list[np.ndarray] = []
+    for query, vector in zip(request.queries, query_vectors, strict=True):
+        index = len(interests)
+        interests.append(Interest(interest=query, kind="query", terms=_terms(query)))
+        labels.append((index, query, "query", query))
+        rows.append(vector[None, :])
+    for arxiv_id in request.arxiv_ids:
+        seed = seeds[arxiv_id]
+        index = len(interests)
+        text = " ".join([seed.title, *seed.sentences])
+        interests.append(Interest(interest=arxiv_id, kind="paper", terms=_terms(text)))
+        labels.extend((index, arxiv_id, "sentence", s) for s in seed.sentences)
+        rows.append(seed.vectors)
+    vectors = np.vstack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    points = len(labels)
+    payloads = [
+        {
+            "subscription_id": sub_id,
+            "interest": label,
+            "interest_index": index,
+            "kind": kind,
+            "text": text,
+            "threshold": request.threshold,
+            "categories": request.categories,
+            "points": points,
+        }
+        for index, label, kind, text in labels
+    ]
+    ids = [interest_point_id(sub_id, i) for i in range(points)]
+    # One sparse vector per subscription, on its first point: the TF-IDF centroid of its
+    # interests (what the lexical score compares a paper with), so lexical percolation
+    # spends one hit per subscription.
+    lexical: list[Sparse | None] = [lexical_vector(interests, prior)] + [None] * (points - 1)
+    return InterestPoints(interests, ids, vectors, payloads, lexical[:points])
+
+
+def lexical_vector(interests: list[Interest], prior: CorpusStats) -> Sparse:
+    """A subscription's sparse vector: unit TF-IDF centroid of its interests' terms."""
+    return sparse(centroid([tfidf(dict(interest.terms), prior) for interest in interests]))
 
 
 def _terms(text: str) -> list[tuple[str, int]]:
