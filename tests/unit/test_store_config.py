@@ -18,7 +18,9 @@ from services.store.vectorstore import VectorStore
 
 def test_the_embedded_store_lives_under_the_data_dir(tmp_path: Path) -> None:
     assert load_settings(data_dir=tmp_path).qdrant_path == tmp_path / "edge"
-    assert load_settings(data_dir=tmp_path, qdrant_engine="local").qdrant_path == tmp_path / "qdrant"
+    assert (
+        load_settings(data_dir=tmp_path, qdrant_engine="local").qdrant_path == tmp_path / "qdrant"
+    )
     assert load_settings(data_dir=tmp_path, qdrant_path=":memory:").qdrant_path == Path(":memory:")
 
 
