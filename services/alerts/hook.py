@@ -21,23 +21,19 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
-from scipy import sparse
 
 from services.alerts import dense as static_dense
-from services.alerts import percolation, scoring
+from services.alerts import pairs as batch_pairs
+from services.alerts import percolation
 from services.alerts.feedback import FeedbackStore
 from services.alerts.filters import (
     REASON_AUTHOR,
     REASON_INTERESTS,
-    author_key,
     author_keys,
-    passes_cross_lists,
-    passes_terms,
 )
 from services.alerts.matcher import LEXICAL_WEIGHT, CorpusStats, evidence, term_counts, tfidf
 from services.alerts.model import DENSE_WEIGHT
@@ -59,9 +55,10 @@ T = TypeVar("T")
 BOOTSTRAP_SENTENCES = 20_000  # indexed sentences read at start to seed the IDF
 META_CACHE = 10_000  # subscriptions whose metadata is kept in memory
 META_TTL_S = 10.0  # a cached subscription is re-read after this long (PUT/PATCH changes it)
-IDF_REFRESH = 0.05  # recompute a subscription's TF-IDF centroid when the corpus grew by 5 %
 MAX_ALERTS_LIMIT = 500
-MAX_TERMS = 5_000_000  # terms numbered for the vectorised lexical score before a fresh start
+# Score only pairs whose sparse score is at least this share of the threshold (lexical
+# score alone): reach 1.0 at 10,000 subscriptions (docs/performance.md, "Matching at scale").
+LEXICAL_MARGIN = 0.8
 
 SUBSCRIPTIONS = Gauge(
     "astrostream_subscriptions", "Subscriptions, as last counted by this process."
@@ -106,6 +103,7 @@ class AlertMatcher:
         crash_after_publish: bool = False,
         feedback: FeedbackStore | None = None,
         dense_weight: float = DENSE_WEIGHT,
+        lexical_margin: float = LEXICAL_MARGIN,
     ) -> None:
         self.subs = subs
         self.feedback = feedback
@@ -115,6 +113,9 @@ class AlertMatcher:
         self.lexical_weight = lexical_weight
         self.percolate_limit = percolate_limit
         self.sparse_limit = sparse_limit  # subscriptions reached lexically per paper (0: off)
+        # With the lexical score alone, score only pairs whose sparse score reaches this share
+        # of the threshold (0: every pair reached); see percolation.Reach.likely.
+        self.lexical_margin = lexical_margin
         self.crash_after_publish = crash_after_publish  # ASTRO_CRASH_AT (crash-safety tests)
         # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
         self.corpus = prior.copy() if prior is not None else CorpusStats()
@@ -125,8 +126,7 @@ class AlertMatcher:
         self._authors: dict[str, set[str]] = {}
         self._authors_at = -META_TTL_S
         # Each subscription's TF-IDF centroid: (corpus size then, its columns, its weights).
-        self.lexicon = scoring.Lexicon()
-        self._lexical: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
+        self.centroids = batch_pairs.Centroids()
         self.max_backoff_s = 30.0
         # The static dense channel of the subscription models (0: lexical only).
         self.models = SubscriptionModels(
@@ -181,6 +181,8 @@ class AlertMatcher:
             self.percolate_limit,
             self.sparse_limit,
         )
+        if (self.lexical_weight is None or self.lexical_weight >= 1.0) and self.lexical_margin:
+            reach = reach.likely(self.lexical_margin)
         followed = [self._followed_by(item.paper.authors) for item in papers]
         reached = {reach.sub_ids[int(c)] for c in set(reach.pair_subs.tolist())}
         metas = await self._metas(sorted(reached | {s for f in followed for s in f}))
@@ -191,8 +193,19 @@ class AlertMatcher:
             if self.feedback is not None and metas
             else {}
         )
-        pairs = self._pairs(papers, reach, followed, metas, muted)
-        scored = self._score(papers, reach, pairs, metas, counts)
+        pairs = batch_pairs.select(papers, reach, followed, metas, muted)
+        weight = LEXICAL_WEIGHT if self.lexical_weight is None else self.lexical_weight
+        scored = batch_pairs.score(
+            papers,
+            reach,
+            pairs,
+            metas,
+            counts,
+            self.centroids,
+            self.corpus,
+            self.aggregation,
+            weight,
+        )
         # The models only for the pairs that alert (the relevance filter comes after the score).
         alerting = {sub_id: metas[sub_id] for _, sub_id, _, _, _ in scored}
         batch = frozenset(p.paper.arxiv_id for p in papers)
@@ -279,119 +292,14 @@ class AlertMatcher:
     def _any_interests(self) -> bool:
         return points.has_interests(self.store)
 
-    def _pairs(
-        self,
-        papers: list[IndexedPaper],
-        reach: percolation.Reach,
-        followed: list[set[str]],
-        metas: Mapping[str, SubscriptionMeta],
-        muted: Mapping[str, Any],
-    ) -> list[tuple[int, str, int, bool]]:
-        """The (paper row, subscription, pair in ``reach`` or -1, by a followed author) to
-        score, in the order reached: filters, seed papers and muted papers left out."""
-        out: list[tuple[int, str, int, bool]] = []
-        order: list[list[tuple[str, int]]] = [[] for _ in papers]
-        for k, (row, col) in enumerate(
-            zip(reach.pair_rows.tolist(), reach.pair_subs.tolist(), strict=True)
-        ):
-            order[row].append((reach.sub_ids[col], k))
-        for row, item in enumerate(papers):
-            paper = item.paper
-            keys = author_keys(paper.authors)
-            listed = order[row]
-            seen = {sub_id for sub_id, _ in listed}
-            listed += [(sub_id, -1) for sub_id in followed[row] if sub_id not in seen]
-            for sub_id, pair in listed:
-                meta = metas.get(sub_id)
-                if meta is None or paper.arxiv_id in meta.arxiv_ids:
-                    continue  # being created or deleted, or one of its own seed papers
-                if paper.arxiv_id in muted.get(sub_id, ()):
-                    continue  # its reader said: not relevant
-                by_author = bool(meta.authors) and bool(
-                    {author_key(a) for a in meta.authors} & keys
-                )
-                if _filtered(meta) and not _passes_filters(meta, item, by_author):
-                    continue
-                out.append((row, sub_id, pair, by_author))
-        return out
-
-    def _score(
-        self,
-        papers: list[IndexedPaper],
-        reach: percolation.Reach,
-        pairs: list[tuple[int, str, int, bool]],
-        metas: Mapping[str, SubscriptionMeta],
-        counts: Sequence[Mapping[str, int]],
-    ) -> list[tuple[int, str, int, bool, float]]:
-        """The pairs that alert, with their score: every pair scored at once (the dense
-        aggregate of its hits fused with the lexical cosine), kept at or above the
-        subscription's threshold, or always for a followed author."""
-        hit = [(row, sub_id, pair) for row, sub_id, pair, _ in pairs if pair >= 0]
-        if not hit:
-            return [(r, s, p, a, 0.0) for r, s, p, a in pairs if p < 0]
-        rows = np.fromiter((r for r, _, _ in hit), np.int64, len(hit))
-        index = np.fromiter((p for _, _, p in hit), np.int64, len(hit))
-        subs = sorted({s for _, s, _ in hit})
-        column = {s: c for c, s in enumerate(subs)}
-        cols = np.fromiter((column[s] for _, s, _ in hit), np.int64, len(hit))
-        lexical = scoring.pair_cosines(
-            self.lexicon.tfidf(self.lexicon.counts(counts), self.corpus),
-            self._centres([metas[s] for s in subs]),
-            rows,
-            cols,
-        )
-        totals = np.diff(np.r_[reach.starts, len(reach.scores)])  # each pair's hits
-        points = np.fromiter((metas[s].points for s in subs), np.int64, len(subs))[cols]
-        sentences = np.fromiter((len(p.sentences) for p in papers), np.int64, len(papers))
-        totals[index] = sentences[rows] * np.where(points > 0, points, totals[index])
-        dense = scoring.aggregate_groups(reach.scores, reach.starts, totals, self.aggregation)
-        dense = dense[index]
-        weight = LEXICAL_WEIGHT if self.lexical_weight is None else self.lexical_weight
-        score = (1.0 - weight) * dense + weight * lexical
-        thresholds = np.fromiter((metas[s].threshold for s in subs), np.float64, len(subs))
-        passed = (score >= thresholds[cols]).tolist()
-        scores = iter(zip(passed, score.tolist(), strict=True))
-        out = []
-        for row, sub_id, pair, by_author in pairs:
-            if pair < 0:
-                out.append((row, sub_id, pair, by_author, 0.0))
-                continue
-            ok, value = next(scores)
-            if ok or by_author:  # a followed author's paper always alerts
-                out.append((row, sub_id, pair, by_author, value))
-        return out
-
-    def _centres(self, metas: Sequence[SubscriptionMeta]) -> sparse.csr_matrix:
-        """The subscriptions' TF-IDF centroids as rows, recomputed as the IDF drifts."""
-        if len(self.lexicon.terms) > MAX_TERMS:  # a long-lived worker: start the numbering anew
-            self.lexicon, self._lexical = scoring.Lexicon(), {}
-        docs = self.corpus.docs
-        stale = [
-            m
-            for m in metas
-            if (cached := self._lexical.get(m.id)) is None or docs > cached[0] * (1 + IDF_REFRESH)
-        ]
-        if stale:
-            interests = [dict(i.terms) for m in stale for i in m.interests]
-            owner = np.repeat(np.arange(len(stale)), [len(m.interests) for m in stale])
-            tf = self.lexicon.counts(interests)
-            fresh = self.lexicon.centroids(tf, owner, len(stale), self.corpus)
-            for n, meta in enumerate(stale):
-                span = slice(fresh.indptr[n], fresh.indptr[n + 1])
-                self._lexical[meta.id] = (docs, fresh.indices[span], fresh.data[span])
-        rows = [self._lexical[m.id] for m in metas]
-        lengths = np.fromiter((len(r[1]) for r in rows), np.int64, len(rows))
-        return sparse.csr_matrix(
-            (
-                np.concatenate([r[2] for r in rows]) if rows else np.zeros(0),
-                np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.int64),
-                np.r_[0, np.cumsum(lengths)],
-            ),
-            shape=(len(rows), self.lexicon.width),
-        )
-
     async def _metas(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
         now = time.monotonic()
+        stale = [s for s in sub_ids if s in self._meta and now - self._meta_at[s] > META_TTL_S]
+        if stale:  # re-read only what changed: one small field each to tell
+            stamps = await self._call(self.subs.stamps_sync, stale)
+            for sub_id in stale:
+                if stamps.get(sub_id, "") == _stamp(self._meta[sub_id]):
+                    self._meta_at[sub_id] = now
         missing = [s for s in sub_ids if s not in self._meta or now - self._meta_at[s] > META_TTL_S]
         if missing:
             found = await self._call(self.subs.meta_sync, missing)
@@ -402,12 +310,12 @@ class AlertMatcher:
             for sub_id, meta in found.items():
                 old = self._meta.get(sub_id)
                 if old is not None and old.interests != meta.interests:
-                    self._lexical.pop(sub_id, None)
+                    self.centroids.forget(sub_id)
                 self._meta[sub_id] = meta
                 self._meta_at[sub_id] = now
             while len(self._meta) > META_CACHE:
                 evicted, _ = self._meta.popitem(last=False)
-                self._lexical.pop(evicted, None)
+                self.centroids.forget(evicted)
                 self._meta_at.pop(evicted, None)
         for sub_id in sub_ids:
             if sub_id in self._meta:
@@ -477,22 +385,9 @@ class AlertMatcher:
         )
 
 
-def _filtered(meta: SubscriptionMeta) -> bool:
-    """Whether any filter can leave a paper out (without one, all pass)."""
-    return bool(meta.categories or meta.include_terms or meta.exclude_terms)
-
-
-def _passes_filters(meta: SubscriptionMeta, item: IndexedPaper, by_author: bool) -> bool:
-    """Exclude terms always apply; categories, cross-lists and include terms unless followed."""
-    paper = item.paper
-    text = f"{paper.title}\n{paper.abstract}"
-    if by_author:
-        return passes_terms(text, (), meta.exclude_terms)
-    if meta.categories and not set(meta.categories) & set(paper.categories):
-        return False
-    if not passes_cross_lists(paper.categories, meta.categories, meta.cross_lists):
-        return False
-    return passes_terms(text, meta.include_terms, meta.exclude_terms)
+def _stamp(meta: SubscriptionMeta) -> str:
+    """When the subscription was last written (``SubscriptionStore.stamps_sync``)."""
+    return meta.updated_at or meta.created_at
 
 
 def _author_alert(meta: SubscriptionMeta, item: IndexedPaper, model_version: str) -> Alert:

@@ -30,7 +30,7 @@ T = TypeVar("T")
 Call = Callable[..., Awaitable[Any]]
 
 QUERIES_PER_REQUEST = 256  # searches per batched request
-HIT_FIELDS = ["subscription_id", "interest"]
+HIT_FIELDS = ["subscription_id", "interest", "threshold"]
 
 
 @dataclass
@@ -48,6 +48,13 @@ class Reach:
     sentences: np.ndarray  # per hit: the paper's sentence index
     interests: list[str]  # per hit: the interest (query text or seed arXiv id)
     scores: np.ndarray  # per hit: the cosine
+    # The lexical search: each pair's sparse score (NaN: not among the paper's sparse hits),
+    # and per paper the lowest sparse score returned when the search returned its limit
+    # (others may score up to it), else 0 (every subscription with a term in common returned).
+    sparse_scores: np.ndarray
+    sparse_floor: np.ndarray
+    thresholds: np.ndarray  # per subscription (column), from its interest points
+    searched: bool = False  # whether the lexical search ran
 
     @property
     def pairs(self) -> int:
@@ -56,6 +63,43 @@ class Reach:
     def hits(self, pair: int) -> slice:
         end = self.starts[pair + 1] if pair + 1 < len(self.starts) else len(self.scores)
         return slice(int(self.starts[pair]), int(end))
+
+    def likely(self, margin: float) -> Reach:
+        """Only the pairs whose lexical score can reach the subscription's threshold.
+
+        The sparse score is the lexical score up to the IDF drift (the subscription's sparse
+        vector has the IDF of its creation): a pair is kept when its sparse score is at least
+        ``margin`` times the threshold, or when it has none and the paper's lexical search
+        was cut off above that (it may have been left out). For the default score (lexical
+        weight 1), where the dense hits only give evidence.
+        """
+        if not self.searched or margin <= 0:
+            return self
+        floor = margin * self.thresholds[self.pair_subs]
+        known = ~np.isnan(self.sparse_scores)
+        keep = np.where(
+            known,
+            np.nan_to_num(self.sparse_scores, nan=0.0) >= floor,
+            self.sparse_floor[self.pair_rows] >= floor,
+        )
+        sizes = np.diff(np.r_[self.starts, len(self.scores)])
+        hits = np.repeat(keep, sizes)
+        kept_sizes = sizes[keep]
+        return Reach(
+            sub_ids=self.sub_ids,
+            pair_rows=self.pair_rows[keep],
+            pair_subs=self.pair_subs[keep],
+            starts=np.r_[0, np.cumsum(kept_sizes)[:-1]].astype(np.int64)
+            if len(kept_sizes)
+            else np.zeros(0, np.int64),
+            sentences=self.sentences[hits],
+            interests=[i for i, h in zip(self.interests, hits.tolist(), strict=True) if h],
+            scores=self.scores[hits],
+            sparse_scores=self.sparse_scores[keep],
+            sparse_floor=self.sparse_floor,
+            thresholds=self.thresholds,
+            searched=True,
+        )
 
     def entries(self, pair: int) -> list[Entry]:
         """The hits of one pair as :class:`~services.alerts.matcher.Entry` objects."""
@@ -103,7 +147,11 @@ async def percolate(
         for index, vector in enumerate(vectors):
             requests.append(points.dense_query(vector, dense_limit, HIT_FIELDS))
             owners.append((row, index))
-    if lexical is not None and sparse_limit > 0 and await call(store.has_lexical, "subscriptions"):
+    searched = (
+        lexical is not None and sparse_limit > 0 and await call(store.has_lexical, "subscriptions")
+    )
+    if searched:
+        assert lexical is not None
         for row, vector in enumerate(lexical):
             indices, values = sparse(vector)
             if indices:
@@ -111,6 +159,9 @@ async def percolate(
                 owners.append((row, -1))
     column: dict[str, int] = {}
     sub_ids: list[str] = []
+    thresholds: list[float] = []
+    lexical_score: dict[tuple[int, int], float] = {}
+    floor = np.zeros(len(sentence_vectors))
     pair_of: dict[tuple[int, int], int] = {}  # (row, column) → pair, in order of first reach
     hit_pair: list[int] = []
     sentences: list[int] = []
@@ -120,14 +171,19 @@ async def percolate(
         chunk = requests[start : start + QUERIES_PER_REQUEST]
         answers = await call(points.percolate_hits, store, chunk)
         for (row, index), hits in zip(owners[start:], answers, strict=False):
+            if index < 0 and len(hits) >= sparse_limit:
+                floor[row] = min(score for score, _ in hits)
             for score, payload in hits:
                 sub_id = str(payload.get("subscription_id", ""))
                 col = column.get(sub_id)
                 if col is None:
                     col = column[sub_id] = len(sub_ids)
                     sub_ids.append(sub_id)
+                    thresholds.append(float(payload.get("threshold") or 0.0))
                 pair = pair_of.setdefault((row, col), len(pair_of))
-                if index >= 0:
+                if index < 0:
+                    lexical_score[(row, col)] = score
+                else:
                     hit_pair.append(pair)
                     sentences.append(index)
                     interests.append(str(payload.get("interest", "")))
@@ -147,7 +203,17 @@ async def percolate(
             sentences.extend(range(len(sims)))
             interests.extend([interest] * len(sims))
             scores.extend(float(s) for s in sims)
-    return _grouped(sub_ids, pair_of, hit_pair, sentences, interests, scores)
+    reach = _grouped(sub_ids, pair_of, hit_pair, sentences, interests, scores)
+    reach.sparse_floor = floor
+    reach.searched = bool(searched)
+    reach.thresholds = np.asarray(thresholds, dtype=np.float64)
+    reach.sparse_scores = np.array(
+        [
+            lexical_score.get((r, c), np.nan)
+            for r, c in zip(reach.pair_rows.tolist(), reach.pair_subs.tolist(), strict=True)
+        ]
+    )
+    return reach
 
 
 def _grouped(
@@ -177,6 +243,9 @@ def _grouped(
         sentences=np.asarray(sentences, dtype=np.int64)[by_pair],
         interests=[interests[i] for i in by_pair.tolist()],
         scores=np.asarray(scores, dtype=np.float64)[by_pair],
+        sparse_scores=np.zeros(0),
+        sparse_floor=np.zeros(0),
+        thresholds=np.zeros(0),
     )
 
 

@@ -611,6 +611,19 @@ class SubscriptionStore:
         metas = (SubscriptionMeta.model_validate(p) for p in payloads if p)
         return {m.id: m for m in metas}
 
+    def stamps_sync(self, sub_ids: list[str]) -> dict[str, str]:
+        """When each existing subscription was last written (``updated_at``, else
+        ``created_at``): every write sets it, so a cached metadata with the same stamp is
+        current. Reads two small fields, not the interests' terms."""
+        if not sub_ids:
+            return {}
+        payloads = self.meta_table.get_many(sub_ids, fields=["id", "created_at", "updated_at"])
+        return {
+            str(p["id"]): str(p.get("updated_at") or p.get("created_at") or "")
+            for p in payloads
+            if p
+        }
+
     async def get_meta(self, raw_id: str) -> SubscriptionMeta:
         """The full metadata of one subscription (owner and webhook secret included).
 

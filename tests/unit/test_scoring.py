@@ -90,3 +90,32 @@ def test_lse_groups_equal_aggregate_per_group() -> None:
     want = [aggregate(g, "lse", total=int(t)) for g, t in zip(groups, totals, strict=True)]
     assert np.abs(got - np.array(want)).max() < 1e-12
     assert fuse(float(got[0]), 0.1, 1.0) == pytest.approx(0.1)
+
+
+def test_reach_likely_keeps_pairs_whose_sparse_score_can_reach_the_threshold() -> None:
+    from services.alerts.percolation import Reach
+
+    reach = Reach(
+        sub_ids=["a", "b", "c"],
+        pair_rows=np.array([0, 0, 0, 1]),
+        pair_subs=np.array([0, 1, 2, 0]),
+        starts=np.array([0, 2, 3, 5]),
+        sentences=np.array([0, 1, 0, 0, 1, 2]),
+        interests=["x", "y", "z", "z", "x", "x"],
+        scores=np.array([0.5, 0.4, 0.3, 0.2, 0.1, 0.6]),
+        sparse_scores=np.array([0.041, 0.01, np.nan, np.nan]),
+        sparse_floor=np.array([0.0, 0.045]),  # paper 1's lexical search was cut off at 0.045
+        thresholds=np.array([0.05, 0.05, 0.05]),
+        searched=True,
+    )
+    kept = reach.likely(0.8)
+    # a: 0.041 >= 0.8 * 0.05; b: 0.01 is not; c (paper 0): no sparse hit, nothing cut off;
+    # a (paper 1): no sparse hit, but the search was cut off above 0.04
+    pairs = zip(kept.pair_rows.tolist(), kept.pair_subs.tolist(), strict=True)
+    assert list(pairs) == [(0, 0), (1, 0)]
+    assert [e.score for e in kept.entries(0)] == [0.5, 0.4]
+    assert [e.score for e in kept.entries(1)] == [0.6]
+    assert [e.interest for e in kept.entries(1)] == ["x"]
+    assert reach.likely(0.0) is reach
+    off = Reach(**{**reach.__dict__, "searched": False})
+    assert off.likely(0.8) is off
