@@ -173,6 +173,9 @@ class AlertMatcher:
         if not self._authors and not await self._call(self._any_interests):
             return []  # no subscriptions: skip the searches (costly in local mode)
         vectors = [tfidf(c, self.corpus) for c in counts]
+        # With the lexical score alone, only pairs whose sparse score can reach the threshold.
+        lexical_only = self.lexical_weight is None or self.lexical_weight >= 1.0
+        margin = self.lexical_margin if lexical_only else 0.0
         reach = await percolation.percolate(
             self._call,
             self.store,
@@ -180,9 +183,9 @@ class AlertMatcher:
             vectors,
             self.percolate_limit,
             self.sparse_limit,
+            margin,
         )
-        if (self.lexical_weight is None or self.lexical_weight >= 1.0) and self.lexical_margin:
-            reach = reach.likely(self.lexical_margin)
+        reach = reach.likely(margin)
         followed = [self._followed_by(item.paper.authors) for item in papers]
         reached = {reach.sub_ids[int(c)] for c in set(reach.pair_subs.tolist())}
         metas = await self._metas(sorted(reached | {s for f in followed for s in f}))

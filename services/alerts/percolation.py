@@ -129,6 +129,7 @@ async def percolate(
     lexical: Sequence[Mapping[str, float]] | None,
     dense_limit: int,
     sparse_limit: int,
+    margin: float = 0.0,
 ) -> Reach:
     """Percolate a micro-batch: its papers' sentence vectors and TF-IDF vectors.
 
@@ -140,6 +141,9 @@ async def percolate(
         lexical: per paper, its unit TF-IDF vector (None or ``sparse_limit`` 0: dense only).
         dense_limit: interest vectors returned per sentence.
         sparse_limit: subscriptions returned per paper by the lexical search.
+        margin: a pair reached only lexically whose sparse score is below ``margin`` times
+            its threshold is left out before its dense re-score (``Reach.likely`` would
+            leave it out); 0: every one is re-scored.
     """
     requests: list[Any] = []
     owners: list[tuple[int, int]] = []  # (paper row, sentence index; -1: the lexical search)
@@ -189,7 +193,11 @@ async def percolate(
                     interests.append(str(payload.get("interest", "")))
                     scores.append(score)
     dense_pairs = set(hit_pair)
-    lexical_only = [key for key, pair in pair_of.items() if pair not in dense_pairs]
+    lexical_only = [
+        (row, col)
+        for (row, col), pair in pair_of.items()
+        if pair not in dense_pairs and lexical_score[(row, col)] >= margin * thresholds[col]
+    ]
     if lexical_only:
         firsts = await _first_interests(call, store, sorted({sub_ids[c] for _, c in lexical_only}))
         for row, col in lexical_only:
