@@ -203,15 +203,18 @@ def bench_search(encoder: Any, sizes: list[int], per: int, titles: list[str]):
 
 
 def bench_alerts(dim: int, counts: list[int], papers: int, per: int, repeat: int):
-    from services.alerts.hook import AlertMatcher
     from services.alerts.matcher import score_subscription
+    from services.alerts.percolation import percolate
     from services.core.settings import Settings
     from services.store.vectorstore import VectorStore
 
     rng = np.random.default_rng(1)
     store = VectorStore(Settings(qdrant_path=Path(":memory:")), dim, "bench")
     store.ensure_collections()
-    matcher = AlertMatcher(SimpleNamespace(store=store), None, None)  # type: ignore[arg-type]
+
+    async def call(fn: Any, *args: Any) -> Any:
+        return await store.run(fn, *args)
+
     batch = [SimpleNamespace(sentence_vectors=unit(rng, per, dim)) for _ in range(papers)]
     out, have = [], 0
     for count in counts:
@@ -228,7 +231,10 @@ def bench_alerts(dim: int, counts: list[int], papers: int, per: int, repeat: int
         walls, cpus, pairs = [], [], 0
         for _ in range(repeat):
             wall, cpu = time.perf_counter(), time.process_time()
-            hits = asyncio.run(matcher._percolate(batch))  # type: ignore[arg-type]
+            reach = asyncio.run(
+                percolate(call, store, [b.sentence_vectors for b in batch], None, 256, 0)
+            )
+            hits = reach.per_paper(len(batch))
             pairs = 0
             for per_paper in hits:
                 for entries in per_paper.values():

@@ -2,7 +2,7 @@
 
 Percolation decides which subscriptions a new paper is scored against; the rest are never
 scored. This builds many subscriptions from real papers, percolates later papers exactly as
-the alert hook does (``AlertMatcher._percolate``, Qdrant in memory) and compares the
+the alert hook does (``services.alerts.percolation.percolate``, Qdrant in memory) and compares the
 (subscription, paper) pairs it returns with those a full scan scores at or above the
 subscription's threshold (the default score: the lexical TF-IDF cosine).
 
@@ -46,8 +46,7 @@ from scipy import sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.alerts import lexicon, matcher  # noqa: E402
-from services.alerts.hook import AlertMatcher  # noqa: E402
+from services.alerts import lexicon, matcher, percolation  # noqa: E402
 from services.alerts.request import DEFAULT_THRESHOLD  # noqa: E402
 from services.alerts.subscriptions import Interest, SubscriptionStore  # noqa: E402
 from services.core.ids import interest_point_id  # noqa: E402
@@ -148,20 +147,24 @@ async def percolate(
     dense_limit: int,
     sparse_limit: int,
 ) -> tuple[set[tuple[int, str]], float]:
-    hook = AlertMatcher(
-        SimpleNamespace(store=store),  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        prior=prior,
-        percolate_limit=dense_limit,
-        sparse_limit=sparse_limit,
-    )
-    hook.corpus = corpus
+    del prior  # the IDF is the corpus's
+
+    async def call(fn: Any, *args: Any) -> Any:
+        return await store.run(fn, *args)
+
     reached: set[tuple[int, str]] = set()
     started = time.perf_counter()
     for start in range(0, len(items), BATCH):
-        found = await hook._percolate(items[start : start + BATCH], counts[start : start + BATCH])
-        for row, per in enumerate(found):
+        part = items[start : start + BATCH]
+        found = await percolation.percolate(
+            call,
+            store,
+            [it.sentence_vectors for it in part],
+            [matcher.tfidf(c, corpus) for c in counts[start : start + BATCH]],
+            dense_limit,
+            sparse_limit,
+        )
+        for row, per in enumerate(found.per_paper(len(part))):
             reached.update((start + row, sub_id) for sub_id in per)
     return reached, time.perf_counter() - started
 

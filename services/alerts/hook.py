@@ -21,57 +21,44 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.alerts import dense as static_dense
+from services.alerts import pairs as batch_pairs
+from services.alerts import percolation
 from services.alerts.feedback import FeedbackStore
 from services.alerts.filters import (
     REASON_AUTHOR,
     REASON_INTERESTS,
-    author_key,
     author_keys,
-    passes_cross_lists,
-    passes_terms,
 )
-from services.alerts.matcher import (
-    CorpusStats,
-    Entry,
-    centroid,
-    cosine,
-    score_subscription,
-    term_counts,
-    tfidf,
-)
+from services.alerts.matcher import LEXICAL_WEIGHT, CorpusStats, evidence, term_counts, tfidf
 from services.alerts.model import DENSE_WEIGHT
 from services.alerts.ranking import SubscriptionModels
 from services.alerts.subscriptions import SubscriptionMeta, SubscriptionStore
 from services.alerts.webhooks import WebhookSender, webhook_body
 from services.core import metrics
 from services.core.errors import DependencyUnavailable
-from services.core.ids import alert_id, interest_point_id
-from services.core.lexical import sparse
+from services.core.ids import alert_id
 from services.core.retry import until_available
 from services.core.schemas import Alert, Match
 from services.embed.pipeline import IndexedPaper
-from services.store import models as qm
 from services.store import points
-from services.store.vectorstore import VectorStore, dense_of
+from services.store.vectorstore import VectorStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUERIES_PER_REQUEST = 256  # sentence searches per batched Qdrant request
 BOOTSTRAP_SENTENCES = 20_000  # indexed sentences read at start to seed the IDF
 META_CACHE = 10_000  # subscriptions whose metadata is kept in memory
 META_TTL_S = 10.0  # a cached subscription is re-read after this long (PUT/PATCH changes it)
-IDF_REFRESH = 0.05  # recompute a subscription's TF-IDF centroid when the corpus grew by 5 %
 MAX_ALERTS_LIMIT = 500
-HIT_FIELDS = ["subscription_id", "interest"]
-LEXICAL_HIT = -1  # marks the sparse request of a paper among the sentence requests
+# Score only pairs whose sparse score is at least this share of the threshold (lexical
+# score alone): reach 1.0 at 10,000 subscriptions (docs/performance.md, "Matching at scale").
+LEXICAL_MARGIN = 0.8
 
 SUBSCRIPTIONS = Gauge(
     "astrostream_subscriptions", "Subscriptions, as last counted by this process."
@@ -116,6 +103,7 @@ class AlertMatcher:
         crash_after_publish: bool = False,
         feedback: FeedbackStore | None = None,
         dense_weight: float = DENSE_WEIGHT,
+        lexical_margin: float = LEXICAL_MARGIN,
     ) -> None:
         self.subs = subs
         self.feedback = feedback
@@ -125,6 +113,9 @@ class AlertMatcher:
         self.lexical_weight = lexical_weight
         self.percolate_limit = percolate_limit
         self.sparse_limit = sparse_limit  # subscriptions reached lexically per paper (0: off)
+        # With the lexical score alone, score only pairs whose sparse score reaches this share
+        # of the threshold (0: every pair reached); see percolation.Reach.likely.
+        self.lexical_margin = lexical_margin
         self.crash_after_publish = crash_after_publish  # ASTRO_CRASH_AT (crash-safety tests)
         # IDF = prior table (a historical corpus) + every paper this process indexes or finds.
         self.corpus = prior.copy() if prior is not None else CorpusStats()
@@ -134,7 +125,8 @@ class AlertMatcher:
         # Followed authors: author_key -> subscription ids, re-read every META_TTL_S.
         self._authors: dict[str, set[str]] = {}
         self._authors_at = -META_TTL_S
-        self._lexical: dict[str, tuple[int, dict[str, float]]] = {}
+        # Each subscription's TF-IDF centroid: (corpus size then, its columns, its weights).
+        self.centroids = batch_pairs.Centroids()
         self.max_backoff_s = 30.0
         # The static dense channel of the subscription models (0: lexical only).
         self.models = SubscriptionModels(
@@ -180,11 +172,23 @@ class AlertMatcher:
         await self._refresh_authors()
         if not self._authors and not await self._call(self._any_interests):
             return []  # no subscriptions: skip the searches (costly in local mode)
-        hits = await self._percolate(papers, counts)
-        followed = [self._followed_by(item.paper.authors) for item in papers]
-        metas = await self._metas(
-            sorted({sub for per in hits for sub in per} | {s for f in followed for s in f})
+        vectors = [tfidf(c, self.corpus) for c in counts]
+        # With the lexical score alone, only pairs whose sparse score can reach the threshold.
+        lexical_only = self.lexical_weight is None or self.lexical_weight >= 1.0
+        margin = self.lexical_margin if lexical_only else 0.0
+        reach = await percolation.percolate(
+            self._call,
+            self.store,
+            [item.sentence_vectors for item in papers],
+            vectors,
+            self.percolate_limit,
+            self.sparse_limit,
+            margin,
         )
+        reach = reach.likely(margin)
+        followed = [self._followed_by(item.paper.authors) for item in papers]
+        reached = {reach.sub_ids[int(c)] for c in set(reach.pair_subs.tolist())}
+        metas = await self._metas(sorted(reached | {s for f in followed for s in f}))
         muted = (
             await self._call(
                 self.feedback.muted_sync, sorted(metas), [p.paper.arxiv_id for p in papers]
@@ -192,71 +196,63 @@ class AlertMatcher:
             if self.feedback is not None and metas
             else {}
         )
+        pairs = batch_pairs.select(papers, reach, followed, metas, muted)
+        weight = LEXICAL_WEIGHT if self.lexical_weight is None else self.lexical_weight
+        scored = batch_pairs.score(
+            papers,
+            reach,
+            pairs,
+            metas,
+            counts,
+            self.centroids,
+            self.corpus,
+            self.aggregation,
+            weight,
+        )
+        # The models only for the pairs that alert (the relevance filter comes after the score).
+        alerting = {sub_id: metas[sub_id] for _, sub_id, _, _, _ in scored}
         batch = frozenset(p.paper.arxiv_id for p in papers)
-        models = await self._call(self.models.models_sync, metas, self.corpus, batch)
+        models = await self._call(self.models.models_sync, alerting, self.corpus, batch)
 
         candidates: list[tuple[IndexedPaper, Alert]] = []
         per_paper = [0] * len(papers)
-        for row, (item, paper_hits) in enumerate(zip(papers, hits, strict=True)):
+        for row, sub_id, pair, by_author, score in scored:
+            item, meta = papers[row], metas[sub_id]
             paper = item.paper
-            vector = tfidf(counts[row], self.corpus)
-            for sub_id in followed[row]:
-                paper_hits.setdefault(sub_id, [])
-            for sub_id, entries in paper_hits.items():
-                meta = metas.get(sub_id)
-                if meta is None or paper.arxiv_id in meta.arxiv_ids:
-                    continue  # being created or deleted, or one of its own seed papers
-                if paper.arxiv_id in muted.get(sub_id, ()):
-                    continue  # its reader said: not relevant
-                by_author = self._follows(meta, paper.authors)
-                if not _passes_filters(meta, item, by_author):
-                    continue
-                model = models.get(sub_id)
-                relevance = (
-                    model.relevance(model.score(vector, self.models.dense_of(paper.arxiv_id)))
-                    if model is not None
-                    else None
+            model = models.get(sub_id)
+            relevance = (
+                model.relevance(model.score(vectors[row], self.models.dense_of(paper.arxiv_id)))
+                if model is not None
+                else None
+            )
+            if pair < 0:  # reached only through a followed author
+                alert = _author_alert(meta, item, self.store.model_version)
+                candidates.append((item, alert.model_copy(update={"relevance": relevance})))
+                continue
+            if not by_author and relevance is not None and relevance < meta.min_relevance:
+                continue
+            matches = [
+                Match(
+                    sentence=item.sentences[e.sentence_index],
+                    sentence_index=e.sentence_index,
+                    interest=e.interest,
+                    score=round(e.score, 6),
                 )
-                if not entries:  # reached only through a followed author
-                    alert = _author_alert(meta, item, self.store.model_version)
-                    candidates.append((item, alert.model_copy(update={"relevance": relevance})))
-                    continue
-                scored = score_subscription(
-                    entries,
-                    sentences=len(item.sentences),
-                    interest_points=meta.points or len(entries),
-                    lexical=cosine(vector, self._centroid(meta)),
-                    method=self.aggregation,
-                    **({"weight": self.lexical_weight} if self.lexical_weight is not None else {}),
-                )
-                if by_author:
-                    pass  # a followed author's paper always alerts
-                elif scored.score < meta.threshold or (
-                    relevance is not None and relevance < meta.min_relevance
-                ):
-                    continue
-                matches = [
-                    Match(
-                        sentence=item.sentences[e.sentence_index],
-                        sentence_index=e.sentence_index,
-                        interest=e.interest,
-                        score=round(e.score, 6),
-                    )
-                    for e in scored.evidence
-                ]
-                alert = Alert(
-                    alert_id=alert_id(sub_id, paper.arxiv_id),
-                    subscription_id=sub_id,
-                    arxiv_id=paper.arxiv_id,
-                    version=paper.version,
-                    title=paper.title,
-                    score=round(scored.score, 6),
-                    matches=matches,
-                    model_version=self.store.model_version,
-                    reason=REASON_AUTHOR if by_author else REASON_INTERESTS,
-                    relevance=relevance,
-                )
-                candidates.append((item, alert))
+                for e in evidence(reach.entries(pair))
+            ]
+            alert = Alert(
+                alert_id=alert_id(sub_id, paper.arxiv_id),
+                subscription_id=sub_id,
+                arxiv_id=paper.arxiv_id,
+                version=paper.version,
+                title=paper.title,
+                score=round(score, 6),
+                matches=matches,
+                model_version=self.store.model_version,
+                reason=REASON_AUTHOR if by_author else REASON_INTERESTS,
+                relevance=relevance,
+            )
+            candidates.append((item, alert))
         existing = await self._call(
             self.subs.existing_alerts_sync, [a.alert_id for _, a in candidates]
         )
@@ -299,98 +295,14 @@ class AlertMatcher:
     def _any_interests(self) -> bool:
         return points.has_interests(self.store)
 
-    async def _percolate(
-        self, papers: list[IndexedPaper], counts: Sequence[Mapping[str, int]] | None = None
-    ) -> list[dict[str, list[Entry]]]:
-        """Per paper: subscription id → its hits (one entry per sentence x interest vector).
-
-        Two reaches, one batched request: every sentence vector searched into the interest
-        vectors (dense, ``percolate_limit`` each), and the paper's TF-IDF vector searched into
-        the subscriptions' sparse vectors (lexical, ``sparse_limit``). A subscription reached
-        only lexically gets its entries from a dense re-score of the paper's sentences against
-        its first interest vector, so the scorer sees the same kind of input for every one.
-        """
-        requests: list[qm.QueryRequest] = []
-        owners: list[tuple[int, int]] = []
-        for row, item in enumerate(papers):
-            for index, vector in enumerate(item.sentence_vectors):
-                requests.append(points.dense_query(vector, self.percolate_limit, HIT_FIELDS))
-                owners.append((row, index))
-        if (
-            counts is not None
-            and self.sparse_limit > 0
-            and await self._call(self.store.has_lexical, "subscriptions")
-        ):
-            for row, terms in enumerate(counts):
-                indices, values = sparse(tfidf(terms, self.corpus))
-                if indices:
-                    requests.append(
-                        points.lexical_query((indices, values), self.sparse_limit, HIT_FIELDS)
-                    )
-                    owners.append((row, LEXICAL_HIT))
-        found: list[dict[str, list[Entry]]] = [{} for _ in papers]
-        for start in range(0, len(requests), QUERIES_PER_REQUEST):
-            chunk = requests[start : start + QUERIES_PER_REQUEST]
-            answers = await self._call(points.percolate, self.store, chunk)
-            for (row, index), hits in zip(owners[start:], answers, strict=False):
-                for point in hits:
-                    payload = point.payload or {}
-                    sub_id = str(payload.get("subscription_id", ""))
-                    entries = found[row].setdefault(sub_id, [])
-                    if index != LEXICAL_HIT:
-                        entries.append(
-                            Entry(index, str(payload.get("interest", "")), float(point.score))
-                        )
-        lexical_only = [
-            (row, sub_id) for row, per in enumerate(found) for sub_id, e in per.items() if not e
-        ]
-        if lexical_only:
-            await self._rescore(papers, found, lexical_only)
-        for per in found:  # a subscription deleted meanwhile has no interest vectors left
-            for sub_id in [s for s, e in per.items() if not e]:
-                del per[sub_id]
-        return found
-
-    async def _rescore(
-        self,
-        papers: list[IndexedPaper],
-        found: list[dict[str, list[Entry]]],
-        pairs: list[tuple[int, str]],
-    ) -> None:
-        """Dense entries for (paper, subscription) pairs reached only lexically.
-
-        One read by id of each such subscription's first interest vector (its first query
-        or seed sentence), compared with every sentence of the paper: real cosines and real
-        evidence at the cost of one vector per subscription. The dense aggregate then sees
-        one column of the subscription's matrix (a lower bound of the full one, which only
-        matters when ``ASTRO_ALERT_LEXICAL_WEIGHT`` < 1).
-        """
-        sub_ids = sorted({sub_id for _, sub_id in pairs})
-        records = await self._call(
-            lambda: points.interests_by_id(
-                self.store, [interest_point_id(s, 0) for s in sub_ids], HIT_FIELDS
-            )
-        )
-        first: dict[str, tuple[str, np.ndarray]] = {}
-        for record in records:
-            payload = record.payload or {}
-            dense = dense_of(record)
-            if dense is not None:
-                first[str(payload.get("subscription_id", ""))] = (
-                    str(payload.get("interest", "")),
-                    np.asarray(dense, dtype=np.float32),
-                )
-        for row, sub_id in pairs:
-            if sub_id not in first:
-                continue  # deleted meanwhile
-            interest, vector = first[sub_id]
-            sims = np.asarray(papers[row].sentence_vectors, dtype=np.float32) @ vector
-            found[row][sub_id] = [
-                Entry(index, interest, float(score)) for index, score in enumerate(sims)
-            ]
-
     async def _metas(self, sub_ids: list[str]) -> dict[str, SubscriptionMeta]:
         now = time.monotonic()
+        stale = [s for s in sub_ids if s in self._meta and now - self._meta_at[s] > META_TTL_S]
+        if stale:  # re-read only what changed: one small field each to tell
+            stamps = await self._call(self.subs.stamps_sync, stale)
+            for sub_id in stale:
+                if stamps.get(sub_id, "") == _stamp(self._meta[sub_id]):
+                    self._meta_at[sub_id] = now
         missing = [s for s in sub_ids if s not in self._meta or now - self._meta_at[s] > META_TTL_S]
         if missing:
             found = await self._call(self.subs.meta_sync, missing)
@@ -401,12 +313,12 @@ class AlertMatcher:
             for sub_id, meta in found.items():
                 old = self._meta.get(sub_id)
                 if old is not None and old.interests != meta.interests:
-                    self._lexical.pop(sub_id, None)
+                    self.centroids.forget(sub_id)
                 self._meta[sub_id] = meta
                 self._meta_at[sub_id] = now
             while len(self._meta) > META_CACHE:
                 evicted, _ = self._meta.popitem(last=False)
-                self._lexical.pop(evicted, None)
+                self.centroids.forget(evicted)
                 self._meta_at.pop(evicted, None)
         for sub_id in sub_ids:
             if sub_id in self._meta:
@@ -426,22 +338,6 @@ class AlertMatcher:
         for key in author_keys(authors):
             found |= self._authors.get(key, set())
         return found
-
-    @staticmethod
-    def _follows(meta: SubscriptionMeta, authors: list[str]) -> bool:
-        """Confirmed against the subscription's current metadata (the index may be stale)."""
-        return bool({author_key(a) for a in meta.authors} & author_keys(authors))
-
-    def _centroid(self, meta: SubscriptionMeta) -> dict[str, float]:
-        """The subscription's TF-IDF centroid, recomputed as the IDF drifts."""
-        sub_id = meta.id
-        cached = self._lexical.get(sub_id)
-        if cached is not None and self.corpus.docs <= cached[0] * (1 + IDF_REFRESH):
-            return cached[1]
-        vectors = [tfidf(dict(interest.terms), self.corpus) for interest in meta.interests]
-        vector = centroid(vectors)
-        self._lexical[sub_id] = (self.corpus.docs, vector)
-        return vector
 
     async def _bootstrap(self, skip: set[str]) -> None:
         """Seed the document frequencies from papers indexed before this process started."""
@@ -492,17 +388,9 @@ class AlertMatcher:
         )
 
 
-def _passes_filters(meta: SubscriptionMeta, item: IndexedPaper, by_author: bool) -> bool:
-    """Exclude terms always apply; categories, cross-lists and include terms unless followed."""
-    paper = item.paper
-    text = f"{paper.title}\n{paper.abstract}"
-    if by_author:
-        return passes_terms(text, (), meta.exclude_terms)
-    if meta.categories and not set(meta.categories) & set(paper.categories):
-        return False
-    if not passes_cross_lists(paper.categories, meta.categories, meta.cross_lists):
-        return False
-    return passes_terms(text, meta.include_terms, meta.exclude_terms)
+def _stamp(meta: SubscriptionMeta) -> str:
+    """When the subscription was last written (``SubscriptionStore.stamps_sync``)."""
+    return meta.updated_at or meta.created_at
 
 
 def _author_alert(meta: SubscriptionMeta, item: IndexedPaper, model_version: str) -> Alert:

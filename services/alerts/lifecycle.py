@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,15 +21,16 @@ import numpy as np
 # Each of these modules registers its per-subscription tables when imported.
 from services.alerts import digests, feedback, marks, ranking, subscriptions
 from services.alerts.hook import SUBSCRIPTIONS
-from services.alerts.matcher import term_counts
 from services.alerts.records import forget_sync
 from services.alerts.request import Digest, SubscriptionRequest, request_fields
 from services.alerts.subscriptions import (
-    Interest,
+    InterestPoints,
     SubscriptionMeta,
     SubscriptionStore,
     Webhook,
+    build_interests,
     new_feed_token,
+    resolve_seeds,
 )
 from services.alerts.webhooks import UnsafeUrl, check_url
 from services.core.clock import utcnow
@@ -38,32 +38,11 @@ from services.core.errors import InvalidSubscription, UnknownPaper
 from services.core.ids import interest_point_id
 from services.core.text import normalise
 from services.store.points import delete_interest_points, set_interest_fields
-from services.store.vectorstore import Sparse, VectorStore
+from services.store.vectorstore import VectorStore
 
 log = logging.getLogger(__name__)
 
 KEEPERS = (subscriptions, feedback, ranking, marks, digests)  # see the module docstring
-
-
-@dataclass(frozen=True)
-class _Built:
-    """A subscription's interests and the points that hold their vectors."""
-
-    interests: list[Interest]
-    ids: list[str]
-    vectors: np.ndarray
-    payloads: list[dict[str, Any]]
-    lexical: list[Sparse | None]
-
-
-@dataclass(frozen=True)
-class Seed:
-    """An indexed paper used as an interest: its sentences and their vectors."""
-
-    arxiv_id: str
-    title: str
-    sentences: list[str]
-    vectors: np.ndarray
 
 
 class SubscriptionService:
@@ -214,14 +193,14 @@ class SubscriptionService:
             except UnsafeUrl as exc:
                 raise InvalidSubscription(f"webhook: {exc}") from None
 
-    async def _interests(self, sub_id: str, request: SubscriptionRequest) -> _Built:
+    async def _interests(self, sub_id: str, request: SubscriptionRequest) -> InterestPoints:
         """Resolve seeds, encode queries: the interest vectors of a subscription and their payloads.
 
         Raises:
             UnknownPaper: naming the arXiv ids that are not indexed.
         """
         store = self.store
-        seeds = await store.run(self.resolve_seeds_sync, request.arxiv_ids)
+        seeds = await store.run(resolve_seeds, store, request.arxiv_ids)
         unknown = [a for a in request.arxiv_ids if a not in seeds]
         if unknown:
             raise UnknownPaper(unknown)
@@ -230,46 +209,9 @@ class SubscriptionService:
             if request.queries
             else np.zeros((0, store.dim), dtype=np.float32)
         )
-        interests: list[Interest] = []
-        labels: list[tuple[int, str, str, str]] = []  # interest index, label, kind, text
-        rows: list[np.ndarray] = []
-        for query, vector in zip(request.queries, query_vectors, strict=True):
-            index = len(interests)
-            interests.append(Interest(interest=query, kind="query", terms=interest_terms(query)))
-            labels.append((index, query, "query", query))
-            rows.append(vector[None, :])
-        for arxiv_id in request.arxiv_ids:
-            seed = seeds[arxiv_id]
-            index = len(interests)
-            text = " ".join([seed.title, *seed.sentences])
-            interests.append(Interest(interest=arxiv_id, kind="paper", terms=interest_terms(text)))
-            labels.extend((index, arxiv_id, "sentence", s) for s in seed.sentences)
-            rows.append(seed.vectors)
-        vectors = (
-            np.vstack(rows).astype(np.float32) if rows else np.zeros((0, store.dim), np.float32)
-        )
-        points = len(labels)
-        payloads = [
-            {
-                "subscription_id": sub_id,
-                "interest": label,
-                "interest_index": index,
-                "kind": kind,
-                "text": text,
-                "threshold": request.threshold,
-                "categories": request.categories,
-                "points": points,
-            }
-            for index, label, kind, text in labels
-        ]
-        ids = [interest_point_id(sub_id, i) for i in range(points)]
-        # One sparse vector per subscription, on its first point: the TF-IDF centroid of its
-        # interests (what the lexical score compares a paper with), so lexical percolation
-        # spends one hit per subscription.
-        lexical: list[Sparse | None] = [self.subs.lexical_vector(interests)] + [None] * (points - 1)
-        return _Built(interests, ids, vectors, payloads, lexical[:points])
+        return build_interests(sub_id, request, seeds, query_vectors, self.subs.prior)
 
-    def _write_points_sync(self, built: _Built) -> None:
+    def _write_points_sync(self, built: InterestPoints) -> None:
         """The interest points: dense vectors, payloads, and the sparse vector on the first."""
         store = self.store
         if built.ids:
@@ -282,27 +224,3 @@ class SubscriptionService:
 
     def _delete_points_sync(self, ids: list[str]) -> None:
         delete_interest_points(self.store, ids)
-
-    def resolve_seeds_sync(self, arxiv_ids: list[str]) -> dict[str, Seed]:
-        store = self.store
-        found = store.papers_by_id(arxiv_ids, with_vectors=True)
-        seeds: dict[str, Seed] = {}
-        for arxiv_id, record in found.items():
-            payload = record.payload or {}
-            records = store.sentences_of(arxiv_id, with_vectors=True)
-            version = payload.get("version")
-            records = [r for r in records if (r.payload or {}).get("version") == version]
-            if records:
-                texts = [str((r.payload or {}).get("text", "")) for r in records]
-                vectors = np.asarray([r.vector for r in records], dtype=np.float32)
-            elif record.vector is not None:  # no sentences left: the paper vector stands in
-                texts, vectors = [], np.asarray([record.vector], dtype=np.float32)
-            else:
-                continue
-            seeds[arxiv_id] = Seed(arxiv_id, str(payload.get("title", "")), texts, vectors)
-        return seeds
-
-
-def interest_terms(text: str) -> list[tuple[str, int]]:
-    """Term counts as a list of pairs (payload keys may not hold dots or spaces safely)."""
-    return sorted(term_counts(text).items())

@@ -5,7 +5,7 @@ A module that keeps such records (interests, metadata, alerts, feedback, models,
 digest state…) registers a function with :func:`per_subscription` next to the table it
 forgets. Deleting a subscription (:class:`services.alerts.lifecycle.SubscriptionService`)
 calls :func:`forget_sync`, which runs every registered function, so a new table is cleared
-on delete as soon as it registers; ``tests/integration/test_lifecycle.py`` scans every
+on delete as soon as it registers; ``tests/integration/test_lifecycle_e2e.py`` scans every
 collection of a store after a delete and fails on one that did not.
 """
 

@@ -22,15 +22,18 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from services.alerts.filters import author_key
-from services.alerts.matcher import CorpusStats, centroid, tfidf
+from services.alerts.matcher import CorpusStats, centroid, term_counts, tfidf
 from services.alerts.records import FIRST, LAST, per_subscription
-from services.alerts.request import Digest
+from services.alerts.request import Digest, SubscriptionRequest
 from services.core.errors import NotFound
+from services.core.ids import interest_point_id
 from services.core.lexical import sparse
 from services.core.types import TextEncoder
 from services.store.binding import Binding
@@ -177,6 +180,27 @@ def request_body(meta: SubscriptionMeta) -> dict[str, Any]:
     return fields
 
 
+@dataclass(frozen=True)
+class InterestPoints:
+    """A subscription's interests and the points that hold their vectors."""
+
+    interests: list[Interest]
+    ids: list[str]
+    vectors: np.ndarray
+    payloads: list[dict[str, Any]]
+    lexical: list[Sparse | None]
+
+
+@dataclass(frozen=True)
+class Seed:
+    """An indexed paper used as an interest: its sentences and their vectors."""
+
+    arxiv_id: str
+    title: str
+    sentences: list[str]
+    vectors: np.ndarray
+
+
 class SubscriptionStore:
     """Read subscriptions; store and list their alerts.
 
@@ -215,8 +239,7 @@ class SubscriptionStore:
     # subscriptions ---------------------------------------------------------
     def lexical_vector(self, interests: list[Interest]) -> Sparse:
         """The subscription's sparse vector: unit TF-IDF centroid of its interests' terms."""
-        vectors = [tfidf(dict(interest.terms), self.prior) for interest in interests]
-        return sparse(centroid(vectors))
+        return lexical_vector(interests, self.prior)
 
     def put_meta_sync(self, sub_id: str, meta: SubscriptionMeta) -> None:
         """Write a subscription's metadata (the service writes it after its interest vectors)."""
@@ -229,6 +252,19 @@ class SubscriptionStore:
         payloads = self.meta_table.get_many(sub_ids)
         metas = (SubscriptionMeta.model_validate(p) for p in payloads if p)
         return {m.id: m for m in metas}
+
+    def stamps_sync(self, sub_ids: list[str]) -> dict[str, str]:
+        """When each existing subscription was last written (``updated_at``, else
+        ``created_at``): every write sets it, so a cached metadata with the same stamp is
+        current. Reads two small fields, not the interests' terms."""
+        if not sub_ids:
+            return {}
+        payloads = self.meta_table.get_many(sub_ids, fields=["id", "created_at", "updated_at"])
+        return {
+            str(p["id"]): str(p.get("updated_at") or p.get("created_at") or "")
+            for p in payloads
+            if p
+        }
 
     async def get_meta(self, raw_id: str) -> SubscriptionMeta:
         """The full metadata of one subscription (owner and webhook secret included).
@@ -331,6 +367,88 @@ def forget_metadata(store: VectorStore, subscription_id: str) -> None:
     table = PayloadTable(store, meta_collection(store))
     if table.exists():
         table.delete([subscription_id])
+
+
+def build_interests(
+    sub_id: str,
+    request: SubscriptionRequest,
+    seeds: dict[str, Seed],
+    query_vectors: np.ndarray,
+    prior: CorpusStats,
+) -> InterestPoints:
+    """A subscription's interests and their points (pure): one vector per query, one per
+    sentence of each seed paper (``seeds``: :func:`resolve_seeds`;
+    ``query_vectors``: the encoded, normalised queries), and the sparse TF-IDF centroid
+    (IDF of ``prior``) on the first point.
+    """
+    dim = query_vectors.shape[1]
+    interests: list[Interest] = []
+    labels: list[tuple[int, str, str, str]] = []  # interest index, label, kind, text
+    rows: list[np.ndarray] = []
+    for query, vector in zip(request.queries, query_vectors, strict=True):
+        index = len(interests)
+        interests.append(Interest(interest=query, kind="query", terms=interest_terms(query)))
+        labels.append((index, query, "query", query))
+        rows.append(vector[None, :])
+    for arxiv_id in request.arxiv_ids:
+        seed = seeds[arxiv_id]
+        index = len(interests)
+        text = " ".join([seed.title, *seed.sentences])
+        interests.append(Interest(interest=arxiv_id, kind="paper", terms=interest_terms(text)))
+        labels.extend((index, arxiv_id, "sentence", s) for s in seed.sentences)
+        rows.append(seed.vectors)
+    vectors = np.vstack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    points = len(labels)
+    payloads = [
+        {
+            "subscription_id": sub_id,
+            "interest": label,
+            "interest_index": index,
+            "kind": kind,
+            "text": text,
+            "threshold": request.threshold,
+            "categories": request.categories,
+            "points": points,
+        }
+        for index, label, kind, text in labels
+    ]
+    ids = [interest_point_id(sub_id, i) for i in range(points)]
+    # One sparse vector per subscription, on its first point: the TF-IDF centroid of its
+    # interests (what the lexical score compares a paper with), so lexical percolation
+    # spends one hit per subscription.
+    lexical: list[Sparse | None] = [lexical_vector(interests, prior)] + [None] * (points - 1)
+    return InterestPoints(interests, ids, vectors, payloads, lexical[:points])
+
+
+def resolve_seeds(store: VectorStore, arxiv_ids: list[str]) -> dict[str, Seed]:
+    """The indexed papers among ``arxiv_ids`` as seeds: each one's sentences and vectors of
+    its current version (its paper vector when no sentence is left). Blocking."""
+    found = store.papers_by_id(arxiv_ids, with_vectors=True)
+    seeds: dict[str, Seed] = {}
+    for arxiv_id, record in found.items():
+        payload = record.payload or {}
+        records = store.sentences_of(arxiv_id, with_vectors=True)
+        version = payload.get("version")
+        records = [r for r in records if (r.payload or {}).get("version") == version]
+        if records:
+            texts = [str((r.payload or {}).get("text", "")) for r in records]
+            vectors = np.asarray([r.vector for r in records], dtype=np.float32)
+        elif record.vector is not None:  # no sentences left: the paper vector stands in
+            texts, vectors = [], np.asarray([record.vector], dtype=np.float32)
+        else:
+            continue
+        seeds[arxiv_id] = Seed(arxiv_id, str(payload.get("title", "")), texts, vectors)
+    return seeds
+
+
+def lexical_vector(interests: list[Interest], prior: CorpusStats) -> Sparse:
+    """A subscription's sparse vector: unit TF-IDF centroid of its interests' terms."""
+    return sparse(centroid([tfidf(dict(interest.terms), prior) for interest in interests]))
+
+
+def interest_terms(text: str) -> list[tuple[str, int]]:
+    """Term counts as a list of pairs (payload keys may not hold dots or spaces safely)."""
+    return sorted(term_counts(text).items())
 
 
 def alert_view(payload: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,9 @@ DRIVERS = {
     "are torch, ONNX and ONNX int8, with the parity of their vectors.",
     "growth": "Measure the embedded store from 10k to 1M sentence points. Real vectors, a real "
     "worker's /search, filtered /search and /similar latency, RSS, restart, recall@10.",
+    "matching": "Measure alert matching at 10 to 100,000 subscriptions. The "
+    "embedded store's CPU and wall time per paper of a 150-paper burst, and reach against a "
+    "full scan.",
 }
 
 

@@ -160,6 +160,16 @@ class Settings(BaseSettings):
             "the dense percolation; 0: dense only."
         ),
     )
+    alert_lexical_margin: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description=(
+            "With the lexical score alone (ASTRO_ALERT_LEXICAL_WEIGHT 1): score only the "
+            "reached subscriptions whose sparse score is at least this share of their "
+            "threshold; 0: score every one reached."
+        ),
+    )
     alert_df_table: str = Field(
         "bundled",
         description=(

@@ -602,6 +602,30 @@ class EdgeClient:
             for r, answer in zip(requests, answers, strict=True)
         ]
 
+    def query_batch_hits(
+        self, collection_name: str, requests: Sequence[qm.QueryRequest]
+    ) -> list[list[tuple[float, dict[str, Any]]]]:
+        """:meth:`query_batch_points` as bare (score, payload) pairs: no object per hit."""
+        if not requests:
+            return []
+        edge_requests = [
+            self._request(
+                r.query,
+                r.using,
+                r.filter,
+                r.limit or 10,
+                r.with_payload,
+                False,
+                r.score_threshold,
+                r.prefetch,
+                r.params,
+                r.offset,
+            )
+            for r in requests
+        ]
+        answers = self._get(collection_name).shard.query_batch(qe.QueryBatchRequest(edge_requests))
+        return [[(float(p.score), p.payload or {}) for p in answer] for answer in answers]
+
     def count(
         self,
         collection_name: str,

@@ -137,3 +137,14 @@ def percolate(store: VectorStore, queries: Sequence[qm.QueryRequest]) -> list[li
     """Run these queries against the interest vectors in one request; hits per query."""
     answers = store.client.query_batch_points(store.subscriptions, list(queries))
     return [answer.points for answer in answers]
+
+
+def percolate_hits(
+    store: VectorStore, queries: Sequence[qm.QueryRequest]
+) -> list[list[tuple[float, Payload]]]:
+    """:func:`percolate` as (score, payload) pairs per query (on Edge without an object per
+    hit: the alert matcher reads thousands of hits per paper)."""
+    fast = getattr(store.client, "query_batch_hits", None)
+    if fast is not None:
+        return fast(store.subscriptions, list(queries))  # type: ignore[no-any-return]
+    return [[(float(p.score), p.payload or {}) for p in hits] for hits in percolate(store, queries)]

@@ -98,15 +98,16 @@ class PayloadTable:
         found = self.get_many([point_id])
         return found[0] if found and found[0] else None
 
-    def get_many(self, point_ids: Sequence[str]) -> list[Payload]:
-        """The payloads of those of these points that exist, in no particular order.
+    def get_many(self, point_ids: Sequence[str], fields: Fields = True) -> list[Payload]:
+        """The payloads (or only ``fields`` of them) of those of these points that exist, in
+        no particular order.
 
         Keyed by nothing: an id reads back normalised (a hex UUID with dashes), so callers
         key the payloads by a field of their own.
         """
         if not point_ids:
             return []
-        records = self.store.client.retrieve(self.name, ids=list(point_ids), with_payload=True)
+        records = self.store.client.retrieve(self.name, ids=list(point_ids), with_payload=fields)
         return [r.payload or {} for r in records]
 
     def page(

@@ -320,6 +320,7 @@ def install_alerts(
         crash_after_publish=settings.crash_at == "after_alert_publish",
         feedback=runtime.feedback,
         dense_weight=settings.alert_dense_weight,
+        lexical_margin=settings.alert_lexical_margin,
     )
 
     @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
