@@ -447,13 +447,13 @@ def recall(path: Path, efs: Sequence[int], queries: int, k: int = 10) -> dict[st
     where = PaperFilter("astro-ph.GA")
     native, overfetch = [], []
     store.search(store.sentences, qv[-1].tolist(), 100, where.qdrant())  # warm-up
-    over_fetch(store, qv[-1].tolist(), 100, where)
+    store.over_fetch(store.sentences, qv[-1].tolist(), 100, where)
     for v in qv:
         t0 = time.perf_counter()
         store.search(store.sentences, v.tolist(), 100, where.qdrant())
         native.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        over_fetch(store, v.tolist(), 100, where)
+        store.over_fetch(store.sentences, v.tolist(), 100, where)
         overfetch.append(time.perf_counter() - t0)
     out["filtered_native_p50_p95_ms"] = percentiles(native)
     out["filtered_overfetch_p50_p95_ms"] = percentiles(overfetch)
@@ -466,23 +466,6 @@ def recall(path: Path, efs: Sequence[int], queries: int, k: int = 10) -> dict[st
     out["rss_parts_mib"] = rss_parts_mib()
     store.close()
     return out
-
-
-def over_fetch(store: Any, vector: list[float], limit: int, where: Any) -> list[Any]:
-    """``VectorStore.search_where`` as local mode runs it: unfiltered x4, x16, then filtered."""
-    from services.store.vectorstore import MAX_OVERFETCH, OVERFETCH
-
-    fetched = 0
-    for factor in OVERFETCH:
-        fetch = min(limit * factor, max(limit, MAX_OVERFETCH))
-        if fetch <= fetched:
-            break
-        fetched = fetch
-        hits = store.search(store.sentences, vector, fetch)
-        kept = [h for h in hits if where.accepts(h.payload)]
-        if len(kept) >= limit or len(hits) < fetch:
-            return list(kept[:limit])
-    return list(store.search(store.sentences, vector, limit, where.qdrant()))
 
 
 def serve(path: Path, size: int, queries: int, broker_url: str, log: Path) -> dict[str, Any]:

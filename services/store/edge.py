@@ -576,19 +576,16 @@ class EdgeClient:
         found = self._get(collection_name).shard.query(request)
         return qm.QueryResponse(points=[client_scored(p, bool(with_vectors)) for p in found])
 
-    def query_batch_points(
-        self, collection_name: str, requests: Sequence[qm.QueryRequest], **_: Any
-    ) -> list[qm.QueryResponse]:
-        if not requests:
-            return []
-        edge_requests = [
+    def _batch(self, requests: Sequence[qm.QueryRequest], with_vectors: bool | None) -> list[Any]:
+        """Edge's requests for a batch; ``with_vectors`` None: as each request asks."""
+        return [
             self._request(
                 r.query,
                 r.using,
                 r.filter,
                 r.limit or 10,
                 r.with_payload,
-                bool(r.with_vector),
+                bool(r.with_vector) if with_vectors is None else with_vectors,
                 r.score_threshold,
                 r.prefetch,
                 r.params,
@@ -596,6 +593,13 @@ class EdgeClient:
             )
             for r in requests
         ]
+
+    def query_batch_points(
+        self, collection_name: str, requests: Sequence[qm.QueryRequest], **_: Any
+    ) -> list[qm.QueryResponse]:
+        if not requests:
+            return []
+        edge_requests = self._batch(requests, with_vectors=None)
         answers = self._get(collection_name).shard.query_batch(qe.QueryBatchRequest(edge_requests))
         return [
             qm.QueryResponse(points=[client_scored(p, bool(r.with_vector)) for p in answer])
@@ -608,21 +612,7 @@ class EdgeClient:
         """:meth:`query_batch_points` as bare (score, payload) pairs: no object per hit."""
         if not requests:
             return []
-        edge_requests = [
-            self._request(
-                r.query,
-                r.using,
-                r.filter,
-                r.limit or 10,
-                r.with_payload,
-                False,
-                r.score_threshold,
-                r.prefetch,
-                r.params,
-                r.offset,
-            )
-            for r in requests
-        ]
+        edge_requests = self._batch(requests, with_vectors=False)
         answers = self._get(collection_name).shard.query_batch(qe.QueryBatchRequest(edge_requests))
         return [[(float(p.score), p.payload or {}) for p in answer] for answer in answers]
 

@@ -675,6 +675,12 @@ class VectorStore:
             # Edge filters through its payload indexes (docs/performance.md, "Growth":
             # over-fetching 400 then 1,600 hits costs it more than it saves)
             return self.search(collection, vector, limit, where.qdrant())
+        return self.over_fetch(collection, vector, limit, where)
+
+    def over_fetch(
+        self, collection: str, vector: Sequence[float], limit: int, where: PaperFilter
+    ) -> list[Hit]:
+        """:meth:`search_where` as local mode runs it: unfiltered x4, x16, then filtered."""
         fetched = 0
         for factor in OVERFETCH:
             fetch = min(limit * factor, max(limit, MAX_OVERFETCH))
