@@ -171,3 +171,13 @@ def assert_same_vector(got: Any, want: Any, where: str) -> None:
         assert np.allclose(got, want, rtol=1e-6, atol=1e-7), where
     else:
         assert got == want, where
+
+
+def assert_same_folders(want: Path, got: Path) -> None:
+    """:func:`assert_same_store` of two local-mode folders, each opened and closed here."""
+    source, copy = QdrantClient(path=str(want)), QdrantClient(path=str(got))
+    try:
+        assert_same_store(snapshot(source), snapshot(copy))
+    finally:
+        source.close()
+        copy.close()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
-from store_support import RecordingClient, assert_same_store, snapshot
+from store_support import RecordingClient, assert_same_folders, assert_same_store, snapshot
 
 from services.store.local_mode import migrate_local_folder, open_local_mode
 from services.store.migrate import MigrationError, copy_store, known_indexes
@@ -190,12 +190,7 @@ def test_first_start_moves_the_old_folder_into_the_new_store(
     )
     assert kept == release_folder.parent / "qdrant.migrated-20260301-120000"
     assert not release_folder.exists() and kept.is_dir()
-    old, new = QdrantClient(path=str(kept)), QdrantClient(path=str(edge))
-    try:
-        assert_same_store(snapshot(old), snapshot(new))
-    finally:
-        old.close()
-        new.close()
+    assert_same_folders(kept, edge)
     assert not (kept / "migrate-to-edge.json").exists()
     # the next start finds nothing to do
     assert migrate_local_folder(release_folder, edge, open_stand_in) is None
@@ -212,12 +207,7 @@ def test_an_interrupted_first_start_finishes_on_the_next(
     assert release_folder.is_dir() and any(edge.iterdir())
     kept = migrate_local_folder(release_folder, edge, open_stand_in, report=lambda line: None)
     assert kept is not None
-    old, new = QdrantClient(path=str(kept)), QdrantClient(path=str(edge))
-    try:
-        assert_same_store(snapshot(old), snapshot(new))
-    finally:
-        old.close()
-        new.close()
+    assert_same_folders(kept, edge)
 
 
 def test_first_start_with_both_stores_moves_nothing_and_says_what_to_run(
